@@ -1,0 +1,132 @@
+"""The Python API behind ``imlbench run`` / ``sweep``: expand names, evaluate every
+(method, dataset, perturbation) cell, append records to the store, return them as a DataFrame.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from imlbench.benchmark.device import resolve_device
+from imlbench.benchmark.runner import evaluate_cell
+from imlbench.datasets import resolve_dataset, test_set_names
+from imlbench.datasets.base import Dataset
+from imlbench.methods.base import Method
+from imlbench.registry import METHODS
+from imlbench.results.store import CELL_COLUMNS, ResultRecord, ResultStore, new_run_id, provenance
+from imlbench.robustness import CLEAN, PerturbationSpec
+
+
+def method_label(name: str, config: dict | None) -> str:
+    """``ncl`` or ``ncl[contour=drop]``: a non-default config is part of the method's identity."""
+    if not config:
+        return name
+    return name + "[" + ",".join(f"{k}={config[k]}" for k in sorted(config)) + "]"
+
+
+@dataclass
+class LoadedMethod:
+    label: str
+    module: Method
+    checkpoint: str
+    checkpoint_sha: str
+    config: dict
+
+
+def load(name: str, *, checkpoint: str | Path | None = None, config: dict | None = None,
+         trust_checkpoint: bool = False, device: str = "auto", seed: int = 0,
+         protocol: str = "synthetic", recipe: str | None = None) -> LoadedMethod:
+    """Build a method by name. Trainable methods need weights: ``checkpoint`` if given, else the
+    best checkpoint already trained for this method/config/seed, else one is trained now."""
+    cls = METHODS.get(name)
+    config = dict(config or {})
+    if not getattr(cls, "trainable", False):
+        if checkpoint is not None:
+            raise ValueError(f"method {name!r} is training-free; --checkpoint does not apply")
+        return LoadedMethod(method_label(name, config), METHODS.build(name, **config), "-", "-", config)
+    from imlbench.benchmark.checkpoints import checkpoint_sha256, ensure_checkpoint, load_method
+
+    if checkpoint is None:
+        checkpoint = ensure_checkpoint(name, protocol, device=device, recipe=recipe, config=config,
+                                       seed=seed)
+    module = load_method(name, checkpoint, trust_checkpoint=trust_checkpoint, config=config)
+    return LoadedMethod(method_label(name, config), module, Path(checkpoint).name,
+                        checkpoint_sha256(checkpoint)[:12], config)
+
+
+def expand_datasets(spec: str | Sequence[str]) -> list[str]:
+    """``all`` → every registered test set whose data is present; else names or paths (comma list)."""
+    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for item in items:
+        out.extend(test_set_names() if item == "all" else [item])
+    return list(dict.fromkeys(out))
+
+
+def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all", *,
+             perturbations: Sequence[PerturbationSpec] = (CLEAN,),
+             checkpoint: str | Path | None = None, config: dict | None = None,
+             trust_checkpoint: bool = False, device: str = "auto", batch_size: int = 8,
+             num_workers: int | None = None, results_dir: str | Path | None = "results",
+             skip_done: bool = False, seed: int = 0, metrics: Sequence[str] | None = None,
+             include_authentic: bool = False, save_predictions: str | Path | None = None,
+             progress: bool = True, run_id: str | None = None) -> pd.DataFrame:
+    """Evaluate every (method, dataset, perturbation) cell and return the records as a DataFrame.
+
+    ``methods``: registered names (comma list or sequence). ``datasets``: names, paths, or ``all``.
+    ``results_dir=None`` keeps the records in memory only. ``skip_done`` skips cells already in
+    the store (resumable sweeps). ``save_predictions`` exports the clean maps of each
+    (method, dataset) as ``<dir>/<method>/<dataset>/<image stem>.npy``.
+    """
+    method_names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    dataset_names = expand_datasets(datasets)
+    store = ResultStore(results_dir) if results_dir is not None else None
+    done = store.done_cells() if (store is not None and skip_done) else set()
+    run_id = run_id or new_run_id()
+    dev = str(resolve_device(device))
+    frames = []
+    for name in method_names:
+        m = load(name, checkpoint=checkpoint, config=config, trust_checkpoint=trust_checkpoint,
+                 device=device, seed=seed)
+        for ds_name in dataset_names:
+            dataset = resolve_dataset(ds_name)
+            for pert in perturbations:
+                key = (m.label, m.checkpoint_sha, dataset.name, pert.name, pert.severity)
+                if key in done:
+                    continue
+                export = None
+                if save_predictions is not None and pert == CLEAN:
+                    export = Path(save_predictions) / _safe(m.label) / _safe(dataset.name)
+                res = evaluate_cell(m.module, dataset, perturbation=pert, device=device,
+                                    batch_size=batch_size, num_workers=num_workers,
+                                    metrics=metrics, include_authentic=include_authentic,
+                                    progress=progress, save_predictions=export)
+                prov = provenance(config=m.config, include_authentic=include_authentic)
+                records = [ResultRecord(run_id, m.label, m.checkpoint, m.checkpoint_sha, dataset.name,
+                                        pert.name, pert.severity, metric, float(value),
+                                        res.n_images, res.n_tampered, seed, dev, provenance=prov)
+                           for metric, value in res.metrics.items()]
+                if store is not None:
+                    store.append(records)
+                frames.append(pd.DataFrame([r.__dict__ for r in records]))
+                if progress:
+                    _report_cell(m.label, dataset.name, pert, res.metrics)
+    if not frames:
+        return pd.DataFrame(columns=list(ResultRecord.__dataclass_fields__))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)
+
+
+def _report_cell(method: str, dataset: str, pert: PerturbationSpec, metrics: dict) -> None:
+    short = {k: round(v, 4) for k, v in metrics.items() if k in ("pixel_f1", "pixel_auc", "image_auc")}
+    print(f"[imlbench] {method} on {dataset} ({pert.label()}): {json.dumps(short)}", file=sys.stderr)
+
+
+__all__ = ["evaluate", "load", "method_label", "expand_datasets", "LoadedMethod", "CELL_COLUMNS"]

@@ -1,0 +1,269 @@
+"""Evaluation loop: Dataset → Perturbation → Method.predict → map back to ground truth → metrics.
+
+One cell = (method, dataset, perturbation). For each sample the loop
+
+1. decodes the image (``uint8 [H, W, 3]``) and its mask at the ground-truth size ``[H, W]``;
+2. applies the perturbation (seeded by the sample id, so workers and ranks agree);
+3. shapes the image by the method's :class:`InputPolicy` (resize / pad / native);
+4. calls ``method.predict`` under ``torch.inference_mode`` (autocast on CUDA);
+5. maps ``mask_prob`` back: crops padding, then resizes bilinearly to the ground-truth
+   ``[H, W]`` — metrics are always computed at the original resolution, never the network's;
+6. image score = the method's own ``image_score``, else the max of the map at ground-truth
+   resolution (the documented rule, used by image AUC/accuracy/F1).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from imlbench.benchmark.device import autocast, resolve_device
+from imlbench.datasets.base import Dataset, Sample, load_image, load_mask
+from imlbench.methods.base import InputPolicy, Method, Prediction
+from imlbench.metrics import MetricSuite, ScoredImage
+from imlbench.robustness import CLEAN, PerturbationSpec
+
+
+class PredictionError(RuntimeError):
+    """A method returned something the contract forbids (wrong shape, NaN, out of range)."""
+
+
+def default_workers() -> int:
+    """Decoding workers: one fewer than the cores (the main process feeds the model), at most 8."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+@dataclass
+class EvalItem:
+    """One sample ready for ``predict``. ``image``: float32 [3, h, w] in [0, 1] (after perturbation
+    and input policy); ``mask``: bool [H, W] at ground-truth size; ``crop``: (h, w) of the valid
+    region inside a padded image; ``input_mask`` [1, h, w] only for ground-truth sanity methods."""
+
+    sample_id: str
+    image: torch.Tensor
+    mask: torch.Tensor
+    label: int
+    crop: tuple[int, int]
+    input_mask: torch.Tensor | None = None
+
+
+class EvalDataset(TorchDataset):
+    """Decodes, perturbs and shapes samples; runs inside DataLoader workers."""
+
+    def __init__(self, samples: Sequence[Sample], policy: InputPolicy,
+                 perturbation: PerturbationSpec = CLEAN, with_input_mask: bool = False) -> None:
+        self.samples = list(samples)
+        self.policy = policy
+        self.perturbation = perturbation
+        self.with_input_mask = with_input_mask
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> EvalItem:
+        s = self.samples[index]
+        image = load_image(s.image_path)
+        mask = load_mask(s.mask_path, image.shape[:2])
+        image = self.perturbation.apply(image, s.sample_id)
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+        m = torch.from_numpy(mask)
+        input_mask = None
+        if self.with_input_mask:  # the oracle sees the mask in the geometry of its input
+            input_mask = _resize(m[None, None].float(), x.shape[-2:], "nearest")[0]
+        x, crop, input_mask = shape_for_policy(x, self.policy, input_mask)
+        return EvalItem(s.sample_id, x, m, s.label, crop, input_mask)
+
+
+def shape_for_policy(x: torch.Tensor, policy: InputPolicy, input_mask: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, tuple[int, int], torch.Tensor | None]:
+    """Apply an input policy to ``x`` [3, h, w]; returns (image, valid (h, w) to crop back, mask)."""
+    h, w = x.shape[-2:]
+    if policy.mode == "resize":
+        size = (policy.size, policy.size)
+        x = _resize(x[None], size, "bilinear")[0].clamp_(0, 1)
+        if input_mask is not None:
+            input_mask = _resize(input_mask[None], size, "nearest")[0]
+        return x, size, input_mask
+    if policy.mode == "pad":
+        ph = math.ceil(h / policy.multiple) * policy.multiple - h
+        pw = math.ceil(w / policy.multiple) * policy.multiple - w
+        x = F.pad(x, (0, pw, 0, ph))
+        if input_mask is not None:
+            input_mask = F.pad(input_mask, (0, pw, 0, ph))
+        return x, (h, w), input_mask
+    return x, (h, w), input_mask
+
+
+def _resize(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    # antialias when shrinking so downscaled inputs are not aliased (matches PIL/OpenCV area-like output)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def collate(items: list[EvalItem]) -> list[EvalItem]:
+    return items
+
+
+def batches_of(items: list[EvalItem]) -> Iterable[list[EvalItem]]:
+    """Split a loader batch into groups of equal input shape (native policy can mix sizes)."""
+    groups: dict[tuple[int, ...], list[EvalItem]] = {}
+    for it in items:
+        groups.setdefault(tuple(it.image.shape), []).append(it)
+    return groups.values()
+
+
+def predict_batch(method: Method, items: list[EvalItem], device: torch.device,
+                  amp: bool = True) -> list[ScoredImage]:
+    """Run one group of equal-shaped items through ``method`` and score-ready outputs."""
+    x = torch.stack([it.image for it in items]).to(device, non_blocking=True)
+    masks = None
+    if method.needs_ground_truth:
+        masks = torch.stack([it.input_mask for it in items]).to(device)
+    with torch.inference_mode():
+        with autocast(device, amp):
+            pred = method.predict(x, masks=masks) if masks is not None else method.predict(x)
+        check_prediction(pred, x, method, [it.sample_id for it in items])
+        probs = pred.mask_prob.float()
+        out = []
+        for i, it in enumerate(items):
+            prob = crop_to_valid(probs[i], it.crop, x.shape[-2:])
+            prob = _resize(prob[None], tuple(it.mask.shape), "bilinear")[0, 0].clamp(0, 1)
+            prob_np = prob.cpu().numpy().astype(np.float32, copy=False)
+            score = float(pred.image_score[i]) if pred.image_score is not None else float(prob_np.max())
+            out.append(ScoredImage(it.sample_id, prob_np, it.mask.numpy(), it.label, score))
+    return out
+
+
+def crop_to_valid(prob: torch.Tensor, crop: tuple[int, int], input_hw: Sequence[int]) -> torch.Tensor:
+    """Drop the padded border of ``prob`` [1, h', w'], whose resolution may be a fraction of the
+    input's ``input_hw`` (e.g. a 1/4-resolution output); the valid region scales with it."""
+    _, oh, ow = prob.shape
+    in_h, in_w = int(input_hw[0]), int(input_hw[1])
+    vh = max(1, round(crop[0] * oh / in_h))
+    vw = max(1, round(crop[1] * ow / in_w))
+    return prob[:, :vh, :vw]
+
+
+def check_prediction(pred: Any, x: torch.Tensor, method: Method, ids: list[str]) -> None:
+    """Enforce the Prediction contract; a violation is an error, never a silently changed score."""
+    name = type(method).__name__
+    if not isinstance(pred, Prediction):
+        raise PredictionError(f"{name}.predict returned {type(pred).__name__}, expected Prediction")
+    m = pred.mask_prob
+    if m.shape[0] != x.shape[0]:
+        raise PredictionError(f"{name}.predict returned {m.shape[0]} maps for {x.shape[0]} images")
+    bad = ~torch.isfinite(m)
+    if bad.any():
+        i = int(bad.flatten(1).any(1).nonzero()[0])
+        raise PredictionError(f"{name}.predict produced NaN/inf in the map of sample {ids[i]!r}; "
+                              "fix the method (check for division by zero or log(0))")
+    lo, hi = float(m.min()), float(m.max())
+    if lo < 0 or hi > 1:
+        raise PredictionError(f"{name}.predict returned mask_prob in [{lo:.4g}, {hi:.4g}], expected "
+                              "probabilities in [0, 1]; apply sigmoid/softmax once inside predict")
+    if pred.image_score is not None:
+        s = pred.image_score.float()
+        if not torch.isfinite(s).all() or float(s.min()) < 0 or float(s.max()) > 1:
+            raise PredictionError(f"{name}.predict returned image_score outside [0, 1] or non-finite")
+
+
+@dataclass
+class CellResult:
+    """Metrics of one (method, dataset, perturbation) cell."""
+
+    metrics: dict[str, float]
+    n_images: int
+    n_tampered: int
+    suite: MetricSuite
+
+
+def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: PerturbationSpec = CLEAN,
+                  device: str | torch.device = "auto", batch_size: int = 8,
+                  num_workers: int | None = None, metrics: Sequence[str] | None = None,
+                  include_authentic: bool = False, amp: bool = True, progress: bool = True,
+                  save_predictions: Path | None = None,
+                  samples: Sequence[Sample] | None = None) -> CellResult:
+    """Evaluate ``method`` on ``dataset`` under ``perturbation``.
+
+    ``samples`` overrides the dataset's sample list (used for sharding). ``save_predictions``
+    writes each map as ``<dir>/<sample_id>.npy`` (float32 at ground-truth size), readable by
+    ``imlbench score``.
+    """
+    dev = resolve_device(device)
+    method = method.to(dev).eval()
+    policy = method.input_policy
+    samples = dataset.samples if samples is None else samples
+    if policy.mode == "native":
+        batch_size = 1  # images of different sizes; classic methods run one at a time anyway
+    workers = default_workers() if num_workers is None else num_workers
+    loader = DataLoader(EvalDataset(samples, policy, perturbation, method.needs_ground_truth),
+                        batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=collate, pin_memory=dev.type == "cuda",
+                        persistent_workers=False)
+    suite = MetricSuite(metrics, include_authentic=include_authentic)
+    if save_predictions is not None:
+        save_predictions = Path(save_predictions)
+        save_predictions.mkdir(parents=True, exist_ok=True)
+        stem_of = {s.sample_id: stem for stem, s in unique_stems(samples).items()}
+    bar = _progress(len(samples), f"{dataset.name} {perturbation.label()}", progress)
+    for items in loader:
+        for group in batches_of(items):
+            for scored in predict_batch(method, group, dev, amp):
+                suite.update(scored)
+                if save_predictions is not None:  # float32 .npy: `score` reproduces exactly
+                    np.save(save_predictions / f"{stem_of[scored.sample_id]}.npy", scored.prob)
+        bar.update(len(items))
+    bar.close()
+    return CellResult(suite.compute(), suite.n_images, suite.n_tampered, suite)
+
+
+def evaluate_method(method: Method, dataset: Dataset, *, device: str | torch.device = "auto",
+                    batch_size: int = 8, num_workers: int | None = 0,
+                    metrics: Sequence[str] | None = None, progress: bool = False,
+                    perturbation: PerturbationSpec = CLEAN) -> dict[str, float]:
+    """Metrics of ``method`` on ``dataset`` as a dict (used by training-time validation)."""
+    was_training = method.training
+    try:
+        res = evaluate_cell(method, dataset, perturbation=perturbation, device=device,
+                            batch_size=batch_size, num_workers=num_workers, metrics=metrics,
+                            progress=progress)
+    finally:
+        method.train(was_training)
+    return res.metrics
+
+
+def prediction_stem(sample: Sample) -> str:
+    """Exported maps are named by the image's file stem (what ``imlbench score`` matches on)."""
+    return Path(sample.image_path).stem
+
+
+def unique_stems(samples: Sequence[Sample]) -> dict[str, Sample]:
+    stems: dict[str, Sample] = {}
+    for s in samples:
+        stem = prediction_stem(s)
+        if stem in stems:
+            raise ValueError(f"two images share the file stem {stem!r} ({stems[stem].image_path} and "
+                             f"{s.image_path}); predictions are matched by stem, so rename one")
+        stems[stem] = s
+    return stems
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    # disable=None: bars only on a terminal, so logs and CI output stay readable
+    return tqdm(total=total, desc=desc, unit="img", disable=None if enabled else True,
+                file=sys.stderr, dynamic_ncols=True, leave=False)

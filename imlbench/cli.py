@@ -1,0 +1,354 @@
+"""The ``imlbench`` command. Each sub-command is a thin layer over the Python API."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub downloads, ever: weights come from local files
+
+
+def _kv(text: str) -> tuple[str, object]:
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--config expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def _common_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", required=True, help="registered method name(s), comma-separated")
+    p.add_argument("--dataset", default="all",
+                   help="registered name(s), a dataset path, or 'all' (every test set present)")
+    p.add_argument("--checkpoint", help="weights for a trainable method (.safetensors or .pth)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow a .pth that unpickles code (only for files you trust)")
+    p.add_argument("--config", action="append", type=_kv, default=[], metavar="KEY=VALUE",
+                   help="method config override, e.g. --config contour=drop (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="training seed of the checkpoint to use/train")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores-1)")
+    p.add_argument("--results-dir", default="results", help="results store (default ./results)")
+    p.add_argument("--include-authentic", action="store_true",
+                   help="also score authentic images in pixel metrics (default: tampered only)")
+    p.add_argument("--metric", default="pixel_f1", help="metric of the printed leaderboard")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from imlbench.benchmark.evaluate import evaluate
+    from imlbench.robustness import CLEAN, parse_perturb_arg
+
+    perts = [CLEAN] + (parse_perturb_arg(args.perturb) if args.perturb else [])
+    df = evaluate(args.method, args.dataset, perturbations=perts, checkpoint=args.checkpoint,
+                  config=dict(args.config), trust_checkpoint=args.trust_checkpoint,
+                  device=args.device, batch_size=args.batch_size, num_workers=args.workers,
+                  results_dir=args.results_dir, seed=args.seed,
+                  include_authentic=args.include_authentic,
+                  save_predictions=args.save_predictions, progress=not args.quiet)
+    return _print_outcome(df, args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from imlbench.benchmark.evaluate import evaluate
+    from imlbench.robustness import CLEAN, parse_perturb_arg
+
+    perts = [CLEAN] + parse_perturb_arg(args.perturb, grid=args.grid)
+    if args.save_perturbed:
+        _save_perturbed(args.dataset, perts, Path(args.save_perturbed), args.save_perturbed_n)
+    evaluate(args.method, args.dataset, perturbations=perts, checkpoint=args.checkpoint,
+             config=dict(args.config), trust_checkpoint=args.trust_checkpoint, device=args.device,
+             batch_size=args.batch_size, num_workers=args.workers, results_dir=args.results_dir,
+             seed=args.seed, include_authentic=args.include_authentic, skip_done=True,
+             progress=not args.quiet)
+    # the sweep's table comes from the store: cells done by an earlier (interrupted) run count too
+    from imlbench.results.store import ResultStore
+
+    df = ResultStore(args.results_dir).latest()
+    return _print_outcome(df, args, methods=args.method, datasets=args.dataset)
+
+
+def _save_perturbed(dataset: str, perts, out: Path, n: int) -> None:
+    from PIL import Image
+
+    from imlbench.benchmark.evaluate import expand_datasets
+    from imlbench.datasets import resolve_dataset
+    from imlbench.datasets.base import load_image
+
+    for ds_name in expand_datasets(dataset):
+        ds = resolve_dataset(ds_name)
+        for s in ds.samples[:n]:
+            image = load_image(s.image_path)
+            for pert in perts:
+                path = out / ds.name / f"{Path(s.image_path).stem}__{pert.label().replace(':', '-')}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pert.apply(image, s.sample_id)).save(path)
+    print(f"perturbed images written under {out}", file=sys.stderr)
+
+
+def _print_outcome(df, args, methods: str | None = None, datasets: str | None = None) -> int:
+    from imlbench.results import leaderboard
+    from imlbench.results.store import ResultStore
+
+    if args.json:
+        print(json.dumps(to_json(df), indent=2, allow_nan=True))
+        return 0
+    # the leaderboard shows every stored result for context, newest value per cell
+    full = ResultStore(args.results_dir).latest() if args.results_dir else df
+    print(leaderboard.render(full if not full.empty else df, metric=args.metric))
+    return 0
+
+
+def to_json(df) -> dict:
+    """The documented ``--json`` shape: one entry per cell, metrics by stable name."""
+    out = []
+    keys = ["method", "checkpoint", "dataset", "perturbation", "severity"]
+    for key, g in df.groupby(keys, sort=False):
+        entry = dict(zip(keys, key))
+        entry["n_images"] = int(g["n_images"].iloc[0])
+        entry["metrics"] = {m: (None if v != v else float(v)) for m, v in zip(g.metric, g.value)}
+        out.append(entry)
+    return {"results": out}
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from imlbench.benchmark.score import score_predictions
+    from imlbench.datasets import resolve_dataset
+    from imlbench.results.store import ResultRecord, ResultStore, new_run_id, provenance
+
+    dataset = resolve_dataset(args.dataset)
+    res, digest = score_predictions(args.predictions, dataset, resize=args.resize,
+                                    include_authentic=args.include_authentic)
+    label = args.name or f"maps:{Path(args.predictions).resolve().name}"
+    run_id = new_run_id()
+    prov = provenance(predictions=str(Path(args.predictions).resolve()), resize=args.resize)
+    records = [ResultRecord(run_id, label, Path(args.predictions).name, digest[:12], dataset.name,
+                            "none", "", metric, float(v), res.n_images, res.n_tampered,
+                            None, "-", provenance=prov) for metric, v in res.metrics.items()]
+    import pandas as pd
+
+    df = pd.DataFrame([r.__dict__ for r in records])
+    if args.results_dir:
+        ResultStore(args.results_dir).append(records)
+    return _print_outcome(df, args)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from imlbench.results import leaderboard
+    from imlbench.results.store import ResultStore
+
+    df = ResultStore(args.results_dir).latest()
+    if args.method:
+        df = df[df.method.isin(args.method.split(","))]
+    if args.dataset:
+        df = df[df.dataset.isin(args.dataset.split(","))]
+    text = leaderboard.render(df, metric=args.metric)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    if args.csv and not df.empty:
+        leaderboard.write_csv(df, args.csv)
+    if args.json:
+        print(json.dumps(to_json(df), indent=2))
+    else:
+        print(text)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from imlbench.results.plots import plot_robustness
+    from imlbench.results.store import ResultStore
+
+    df = ResultStore(args.results_dir).latest()
+    if args.method:
+        df = df[df.method.isin(args.method.split(","))]
+    paths = plot_robustness(df, args.metric, Path(args.out))
+    for p in paths:
+        print(p)
+    return 0 if paths else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from imlbench.registry import REGISTRIES
+
+    kinds = [args.kind] if args.kind else list(REGISTRIES)
+    for kind in kinds:
+        reg = REGISTRIES[kind]
+        if len(kinds) > 1:
+            print(f"{kind}:")
+        for e in reg.entries(include_test_only=args.all):
+            if fnmatch_ok(e.name, args.pattern):
+                line = f"  {e.name}" if len(kinds) > 1 else e.name
+                print(f"{line:<28} {e.description}" if args.verbose else line)
+    return 0
+
+
+def fnmatch_ok(name: str, pattern: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_cmd == "synth":
+        from imlbench.datasets.synthetic import build_synthetic
+
+        path = build_synthetic(force=args.force, progress=True)
+        print(path)
+        return 0
+    from imlbench.benchmark.evaluate import expand_datasets
+    from imlbench.datasets import resolve_dataset
+    from imlbench.datasets.check import check_dataset, render_report
+
+    ok = True
+    for name in expand_datasets(args.dataset):
+        report = check_dataset(resolve_dataset(name))
+        print(render_report(report))
+        ok &= report.ok
+    return 0 if ok else 1
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    import imlbench
+    from imlbench import paths
+
+    info = {
+        "imlbench": imlbench.__version__, "python": platform.python_version(),
+        "torch": torch.__version__, "cuda available": torch.cuda.is_available(),
+        "cuda device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-",
+        "cpu threads": torch.get_num_threads(),
+        f"data home (${paths.HOME_ENV})": str(paths.data_home()),
+        f"data root (${paths.DATA_ROOT_ENV})": str(paths.data_root() or "(not set)"),
+    }
+    for mod in ("timm", "mmseg", "mmengine", "numpy", "cv2", "PIL", "sklearn"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:  # optional packages: show what is missing rather than fail
+            info[mod] = "(not installed)"
+    width = max(map(len, info))
+    for k, v in info.items():
+        print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from imlbench.benchmark.train import train
+
+    result = train(args.method, dataset=args.dataset, val_dataset=args.val_dataset,
+                   recipe=args.recipe, steps=args.steps, seed=args.seed, resume=args.resume,
+                   device=args.device, stage=args.stage, method_config=dict(args.config) or None,
+                   out_dir=Path(args.out_dir) if args.out_dir else None, progress=not args.quiet)
+    print(f"best checkpoint: {result.best_checkpoint}")
+    print(json.dumps({"steps": result.steps, "best_val": result.best_val}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imlbench", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("run", help="evaluate methods on datasets and print the leaderboard")
+    _common_eval(p)
+    p.add_argument("--perturb", help="also evaluate under perturbations, e.g. jpeg:70")
+    p.add_argument("--save-predictions", metavar="DIR",
+                   help="export clean maps as .npy at ground-truth size (readable by `score`)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="robustness sweep: clean + every severity; resumable")
+    _common_eval(p)
+    p.add_argument("--perturb", default="all", help="jpeg,resize,... | all | jpeg:50,70,90 | chains")
+    p.add_argument("--grid", default="default", help="severity grid: default | benco")
+    p.add_argument("--save-perturbed", metavar="DIR", help="export perturbed images to look at")
+    p.add_argument("--save-perturbed-n", type=int, default=3, help="images per dataset to export")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("score", help="score prediction maps produced elsewhere")
+    p.add_argument("--predictions", required=True, help="folder of <image stem>.npy/.png maps")
+    p.add_argument("--dataset", required=True, help="registered name or dataset path")
+    p.add_argument("--name", help="method label in the results (default maps:<folder>)")
+    p.add_argument("--resize", action="store_true", help="resize maps whose size differs from the mask")
+    p.add_argument("--include-authentic", action="store_true")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--metric", default="pixel_f1")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="accepted for symmetry with run")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("leaderboard", help="render the results store (markdown/CSV)")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--metric", default="pixel_f1")
+    p.add_argument("--method", help="only these methods (comma list)")
+    p.add_argument("--dataset", help="only these datasets (comma list)")
+    p.add_argument("--out", help="also write the markdown here")
+    p.add_argument("--csv", help="also write the tidy records as CSV here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("plot", help="robustness curves (PNG) from the results store")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--metric", default="pixel_f1")
+    p.add_argument("--method", help="only these methods (comma list)")
+    p.add_argument("--out", default="results/plots")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("list", help="registered plug-ins: list [methods|datasets|perturbations|metrics] [PATTERN]")
+    p.add_argument("kind", nargs="?", choices=["methods", "datasets", "perturbations", "metrics"])
+    p.add_argument("pattern", nargs="?", default="*", help="shell wildcard, e.g. 'n*'")
+    p.add_argument("-v", "--verbose", action="store_true", help="with descriptions")
+    p.add_argument("--all", action="store_true", help="include test-only sanity plug-ins")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("data", help="datasets: build the synthetic benchmark, check a dataset")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    q = dsub.add_parser("synth", help="build the embedded synthetic benchmark")
+    q.add_argument("--force", action="store_true", help="rebuild even if cached")
+    q = dsub.add_parser("check", help="counts and problems of a dataset; non-zero exit on problems")
+    q.add_argument("dataset", nargs="?", default="all")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("env", help="versions, devices and paths")
+    p.set_defaults(func=cmd_env)
+
+    p = sub.add_parser("train", help="train a method (checkpoints under the data home)")
+    p.add_argument("--method", required=True)
+    p.add_argument("--dataset", default="synth-train")
+    p.add_argument("--val-dataset", default="synth-val")
+    p.add_argument("--recipe", default="quick", help="quick (CPU, minutes) | paper (published, GPU)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stage", help="train only this stage (e.g. MPC's 1 or 2)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--config", action="append", type=_kv, default=[], metavar="KEY=VALUE")
+    p.add_argument("--out-dir", help="run folder (default: the checkpoint cache)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from imlbench.registry import RegistryError
+
+    try:
+        return int(args.func(args) or 0)
+    except (RegistryError, ValueError, FileNotFoundError) as exc:
+        # user errors: one clear line, no traceback (set IMLBENCH_DEBUG=1 for one)
+        if os.environ.get("IMLBENCH_DEBUG"):
+            raise
+        print(f"imlbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

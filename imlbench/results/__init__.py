@@ -1,0 +1,1 @@
+"""Result records, leaderboards and plots: pure functions of what the runner stored."""

@@ -1,0 +1,125 @@
+"""Leaderboards: pure functions of the result records (never re-run anything).
+
+Several checkpoints of one method label (e.g. three training seeds) are aggregated as
+``mean ± std (n)`` with the sample standard deviation (ddof=1); a single checkpoint shows its
+value alone. Values are rounded only when rendered.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+DEFAULT_METRICS = ("pixel_f1", "pixel_f1_best", "pixel_iou", "pixel_auc", "pixel_fpr_authentic",
+                   "image_auc", "image_bacc")
+CLEAN = "none"
+
+
+def severity_key(sev: str) -> tuple:
+    """Sort severities numerically step by step ("0.5+75" → (0.5, 75)); clean first."""
+    if sev == "":
+        return (float("-inf"),)
+    parts = []
+    for p in sev.split("+"):
+        try:
+            parts.append(float(p))
+        except ValueError:
+            parts.append(float("inf"))
+    return tuple(parts)
+
+
+def aggregate(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Mean, std (ddof=1) and count of ``value`` over checkpoints, grouped by ``by``."""
+    g = df.groupby(list(by), sort=False, dropna=False)["value"]
+    out = g.agg(mean="mean", std=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else np.nan,
+                n="count").reset_index()
+    return out
+
+
+def fmt(mean: float, std: float, n: int, digits: int = 3) -> str:
+    if pd.isna(mean):
+        return "n/a"
+    if n > 1:
+        return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
+    return f"{mean:.{digits}f}"
+
+
+def clean_table(df: pd.DataFrame, metric: str = "pixel_f1") -> pd.DataFrame:
+    """Methods × datasets for one metric on clean cells, with the mean over datasets."""
+    d = df[(df.perturbation == CLEAN) & (df.metric == metric)]
+    if d.empty:
+        return pd.DataFrame()
+    agg = aggregate(d, ["method", "dataset"])
+    table = agg.pivot(index="method", columns="dataset", values="mean")
+    cells = agg.assign(cell=[fmt(m, s, n) for m, s, n in zip(agg["mean"], agg["std"], agg["n"])])
+    shown = cells.pivot(index="method", columns="dataset", values="cell")
+    shown["mean"] = table.mean(axis=1).map(lambda v: fmt(v, np.nan, 1))
+    order = table.mean(axis=1).sort_values(ascending=False).index
+    return shown.loc[order].reset_index()
+
+
+def dataset_table(df: pd.DataFrame, dataset: str,
+                  metrics: Sequence[str] = DEFAULT_METRICS) -> pd.DataFrame:
+    """Methods × metrics on one dataset's clean cells."""
+    d = df[(df.perturbation == CLEAN) & (df.dataset == dataset) & df.metric.isin(metrics)]
+    if d.empty:
+        return pd.DataFrame()
+    agg = aggregate(d, ["method", "metric"])
+    agg["cell"] = [fmt(m, s, n) for m, s, n in zip(agg["mean"], agg["std"], agg["n"])]
+    shown = agg.pivot(index="method", columns="metric", values="cell")
+    shown = shown[[m for m in metrics if m in shown.columns]]
+    n_img = d.groupby("method")["n_images"].max()
+    shown.insert(0, "images", n_img)
+    return shown.reset_index()
+
+
+def robustness_table(df: pd.DataFrame, perturbation: str, metric: str = "pixel_f1") -> pd.DataFrame:
+    """(method, dataset) × severities of one perturbation, the clean value first."""
+    d = df[(df.metric == metric) & df.perturbation.isin([CLEAN, perturbation])]
+    pairs = d[d.perturbation == perturbation][["method", "dataset"]].drop_duplicates()
+    if pairs.empty:
+        return pd.DataFrame()
+    d = d.merge(pairs, on=["method", "dataset"])
+    agg = aggregate(d, ["method", "dataset", "severity"])
+    agg["cell"] = [fmt(m, s, n) for m, s, n in zip(agg["mean"], agg["std"], agg["n"])]
+    shown = agg.pivot(index=["method", "dataset"], columns="severity", values="cell")
+    cols = sorted(shown.columns, key=severity_key)
+    shown = shown[cols].rename(columns={"": "clean"})
+    return shown.reset_index()
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "_no results_"
+    return tabulate(table.fillna("n/a"), headers="keys", tablefmt="github", showindex=False,
+                    disable_numparse=True)
+
+
+def render(df: pd.DataFrame, metric: str = "pixel_f1", metrics: Sequence[str] = DEFAULT_METRICS,
+           robustness: bool = True) -> str:
+    """The full markdown leaderboard: summary, per-dataset detail, robustness tables."""
+    if df.empty:
+        return "_no results yet: run `imlbench run --method ela --dataset all`_\n"
+    parts = [f"## Leaderboard — {metric} (clean)\n", to_markdown(clean_table(df, metric)), ""]
+    for ds in sorted(df[df.perturbation == CLEAN].dataset.unique()):
+        parts += [f"### {ds}\n", to_markdown(dataset_table(df, ds, metrics)), ""]
+    if robustness:
+        for pert in sorted(p for p in df.perturbation.unique() if p != CLEAN):
+            parts += [f"## Robustness — {pert} — {metric}\n",
+                      to_markdown(robustness_table(df, pert, metric)), ""]
+    parts.append("pixel_f1_best uses a per-image oracle threshold; image scores are the method's "
+                 "own, else the max of its map.")
+    return "\n".join(parts) + "\n"
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """The tidy records (latest per cell) as CSV, for spreadsheets and papers."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = ["method", "checkpoint", "dataset", "perturbation", "severity", "metric", "value",
+            "n_images", "n_tampered", "seed", "run_id"]
+    df[cols].sort_values(cols[:6]).to_csv(path, index=False)
+    return path

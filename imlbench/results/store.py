@@ -1,0 +1,149 @@
+"""Append-only store of tidy result records: one row per (run, method, checkpoint, dataset,
+perturbation, severity, metric), with provenance.
+
+Layout: ``<results_dir>/records/<run_id>/<cell_key>.jsonl`` — one file per evaluated cell,
+written to a temporary name and renamed into place (``os.replace`` is atomic on POSIX), so a
+process killed at any moment leaves only complete files, and two processes writing to the same
+directory never touch the same file. Reading concatenates every file; when the same cell was
+evaluated by several runs, :meth:`ResultStore.latest` keeps the newest, so the leaderboard
+never shows a cell twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+CELL_COLUMNS = ["method", "checkpoint_sha", "dataset", "perturbation", "severity"]
+"""A cell's identity: the same method weights on the same data under the same perturbation."""
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    run_id: str
+    method: str
+    """Method label, including a non-default config, e.g. ``ncl[contour=drop]``."""
+    checkpoint: str
+    """Checkpoint file name or ``"-"`` for training-free methods."""
+    checkpoint_sha: str
+    dataset: str
+    perturbation: str
+    """``"none"`` for the clean cell, else e.g. ``"jpeg"`` or ``"resize+jpeg"``."""
+    severity: str
+    """``""`` for the clean cell, else e.g. ``"75"`` or ``"0.5+75"``."""
+    metric: str
+    value: float
+    n_images: int
+    n_tampered: int
+    seed: int | None = None
+    device: str = ""
+    timestamp: float = field(default_factory=time.time)
+    provenance: str = ""
+    """JSON: package versions, git SHA, host, method config, skipped samples."""
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def cell_key(method: str, checkpoint_sha: str, dataset: str, perturbation: str, severity: str) -> str:
+    raw = "\x1f".join([method, checkpoint_sha, dataset, perturbation, severity])
+    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+class ResultStore:
+    def __init__(self, root: str | Path = "results") -> None:
+        self.root = Path(root)
+        self.records_dir = self.root / "records"
+
+    def append(self, records: Iterable[ResultRecord]) -> Path | None:
+        """Write the records of ONE cell (same run and cell key) atomically."""
+        records = list(records)
+        if not records:
+            return None
+        r0 = records[0]
+        key = cell_key(r0.method, r0.checkpoint_sha, r0.dataset, r0.perturbation, r0.severity)
+        for r in records:
+            if (r.run_id, cell_key(r.method, r.checkpoint_sha, r.dataset, r.perturbation,
+                                   r.severity)) != (r0.run_id, key):
+                raise ValueError("ResultStore.append takes the records of one cell of one run")
+        run_dir = self.records_dir / r0.run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / f"{key}.jsonl"
+        payload = "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in records)
+        fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".tmp-", suffix=".jsonl")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def load(self) -> pd.DataFrame:
+        """Every record ever written (all runs), as a DataFrame with ResultRecord's columns."""
+        rows = []
+        for path in sorted(self.records_dir.glob("*/*.jsonl")):
+            if path.name.startswith(".tmp-"):  # a writer still busy, or killed mid-write
+                continue
+            with open(path) as f:
+                rows.extend(json.loads(line) for line in f if line.strip())
+        columns = list(ResultRecord.__dataclass_fields__)
+        return pd.DataFrame(rows, columns=columns)
+
+    def latest(self) -> pd.DataFrame:
+        """One row per (cell, metric): the newest run's value where a cell was evaluated twice."""
+        df = self.load()
+        if df.empty:
+            return df
+        df = df.sort_values(["timestamp", "run_id"], kind="stable")
+        return df.drop_duplicates(CELL_COLUMNS + ["metric"], keep="last").reset_index(drop=True)
+
+    def done_cells(self) -> set[tuple[str, ...]]:
+        """Cells already stored (for resumable sweeps)."""
+        df = self.load()
+        return set(map(tuple, df[CELL_COLUMNS].astype(str).drop_duplicates().values.tolist()))
+
+
+def provenance(**extra: object) -> str:
+    """JSON string of versions, git SHA (when run from a checkout) and host facts."""
+    import numpy
+    import torch
+
+    import imlbench
+
+    info = {
+        "imlbench": imlbench.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "git_sha": _git_sha(),
+        "host": platform.node(),
+    }
+    info.update(extra)
+    return json.dumps(info, sort_keys=True, default=str)
+
+
+def _git_sha() -> str | None:
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / ".git").exists():
+        return None
+    try:  # fixed argv, no shell: nothing user-supplied reaches a shell
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None

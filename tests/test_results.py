@@ -1,0 +1,83 @@
+"""Results store (append-only, atomic, newest-wins) and leaderboards (pure functions of records)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imlbench.results import leaderboard
+from imlbench.results.store import ResultRecord, ResultStore
+
+
+def rec(run="r1", method="ela", sha="-", dataset="d1", pert="none", sev="", metric="pixel_f1",
+        value=0.5, ts=1.0):
+    return ResultRecord(run, method, "-", sha, dataset, pert, sev, metric, value, 10, 6, 0, "cpu",
+                        timestamp=ts)
+
+
+def test_append_and_load_round_trip(tmp_path):
+    store = ResultStore(tmp_path)
+    store.append([rec(metric="pixel_f1", value=0.25), rec(metric="pixel_auc", value=0.75)])
+    df = store.load()
+    assert sorted(df.metric) == ["pixel_auc", "pixel_f1"]
+    assert df.set_index("metric").value.to_dict() == {"pixel_f1": 0.25, "pixel_auc": 0.75}
+    assert not list(tmp_path.rglob(".tmp-*")), "temporary files must be renamed away"
+
+
+def test_one_append_is_one_cell(tmp_path):
+    with pytest.raises(ValueError, match="one cell"):
+        ResultStore(tmp_path).append([rec(dataset="a"), rec(dataset="b")])
+
+
+def test_latest_keeps_newest_value_per_cell(tmp_path):
+    store = ResultStore(tmp_path)
+    store.append([rec(run="old", value=0.1, ts=1.0)])
+    store.append([rec(run="new", value=0.9, ts=2.0)])
+    latest = store.latest()
+    assert len(latest) == 1 and latest.value.iloc[0] == 0.9
+    assert store.done_cells() == {("ela", "-", "d1", "none", "")}
+
+
+def test_corrupt_foreign_file_is_not_silently_read(tmp_path):
+    store = ResultStore(tmp_path)
+    store.append([rec()])
+    bad = tmp_path / "records" / "r1" / "broken.jsonl"
+    bad.write_text('{"truncated": ')
+    with pytest.raises(json.JSONDecodeError):
+        store.load()
+
+
+def test_clean_table_aggregates_seeds_as_mean_std():
+    rows = [rec(method="ncl", sha=f"s{i}", value=v) for i, v in enumerate([0.2, 0.4, 0.6])]
+    rows += [rec(method="ela", value=0.3)]
+    df = pd.DataFrame([r.__dict__ for r in rows])
+    table = leaderboard.clean_table(df, "pixel_f1")
+    cell = table.set_index("method").loc["ncl", "d1"]
+    assert cell == f"0.400 ± {np.std([0.2, 0.4, 0.6], ddof=1):.3f} (n=3)"
+    assert table.method.tolist() == ["ncl", "ela"]  # sorted by mean, best first
+
+
+def test_robustness_table_orders_severities_numerically_clean_first():
+    rows = [rec(value=0.8)] + [rec(pert="jpeg", sev=s, value=v)
+                               for s, v in [("90", 0.7), ("50", 0.3), ("100", 0.75)]]
+    df = pd.DataFrame([r.__dict__ for r in rows])
+    table = leaderboard.robustness_table(df, "jpeg")
+    assert list(table.columns) == ["method", "dataset", "clean", "50", "90", "100"]
+    md = leaderboard.render(df)
+    assert "Robustness — jpeg" in md and "| ela " in md
+
+
+def test_render_empty_store_says_how_to_fill_it():
+    assert "imlbench run" in leaderboard.render(pd.DataFrame())
+
+
+def test_nan_metrics_render_as_na():
+    df = pd.DataFrame([rec(value=float("nan")).__dict__])
+    assert "n/a" in leaderboard.to_markdown(leaderboard.clean_table(df))
+
+
+def test_half_written_temp_file_of_a_killed_writer_is_ignored(tmp_path):
+    store = ResultStore(tmp_path)
+    store.append([rec()])
+    (tmp_path / "records" / "r1" / ".tmp-abc.jsonl").write_text('{"half": ')
+    assert len(store.load()) == 1
