@@ -66,12 +66,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
              config=dict(args.config), trust_checkpoint=args.trust_checkpoint, device=args.device,
              batch_size=args.batch_size, num_workers=args.workers, results_dir=args.results_dir,
              seed=args.seed, include_authentic=args.include_authentic, skip_done=True,
-             progress=not args.quiet)
+             progress=not args.quiet, split="cells")
     # the sweep's table comes from the store: cells done by an earlier (interrupted) run count too
     from imlbench.results.store import ResultStore
 
     df = ResultStore(args.results_dir).latest()
-    return _print_outcome(df, args, methods=args.method, datasets=args.dataset)
+    return _print_outcome(df, args)
 
 
 def _save_perturbed(dataset: str, perts, out: Path, n: int) -> None:
@@ -92,10 +92,13 @@ def _save_perturbed(dataset: str, perts, out: Path, n: int) -> None:
     print(f"perturbed images written under {out}", file=sys.stderr)
 
 
-def _print_outcome(df, args, methods: str | None = None, datasets: str | None = None) -> int:
+def _print_outcome(df, args) -> int:
+    from imlbench.benchmark.distributed import context
     from imlbench.results import leaderboard
     from imlbench.results.store import ResultStore
 
+    if not context().is_main:  # under torchrun only rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(to_json(df), indent=2, allow_nan=True))
         return 0

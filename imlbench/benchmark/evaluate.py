@@ -7,18 +7,21 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Literal, Sequence, TypeVar
 
 import pandas as pd
 
+from imlbench.benchmark import distributed
 from imlbench.benchmark.device import resolve_device
-from imlbench.benchmark.runner import evaluate_cell
+from imlbench.benchmark.runner import CellResult, evaluate_cell
 from imlbench.datasets import resolve_dataset, test_set_names
 from imlbench.datasets.base import Dataset
 from imlbench.methods.base import Method
 from imlbench.registry import METHODS
 from imlbench.results.store import CELL_COLUMNS, ResultRecord, ResultStore, new_run_id, provenance
 from imlbench.robustness import CLEAN, PerturbationSpec
+
+T = TypeVar("T")
 
 
 def method_label(name: str, config: dict | None) -> str:
@@ -74,38 +77,61 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
              num_workers: int | None = None, results_dir: str | Path | None = "results",
              skip_done: bool = False, seed: int = 0, metrics: Sequence[str] | None = None,
              include_authentic: bool = False, save_predictions: str | Path | None = None,
-             progress: bool = True, run_id: str | None = None) -> pd.DataFrame:
+             progress: bool = True, run_id: str | None = None,
+             split: Literal["samples", "cells"] = "samples") -> pd.DataFrame:
     """Evaluate every (method, dataset, perturbation) cell and return the records as a DataFrame.
 
     ``methods``: registered names (comma list or sequence). ``datasets``: names, paths, or ``all``.
     ``results_dir=None`` keeps the records in memory only. ``skip_done`` skips cells already in
     the store (resumable sweeps). ``save_predictions`` exports the clean maps of each
     (method, dataset) as ``<dir>/<method>/<dataset>/<image stem>.npy``.
+
+    Under ``torchrun``, ``split="samples"`` shards each cell's images over the ranks and merges
+    their metric states exactly (rank 0 writes); ``split="cells"`` (sweeps) gives whole cells to
+    ranks round-robin, each rank writing its own cells. The returned frame holds the records
+    this rank wrote.
     """
     method_names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    ctx = distributed.context()
+    device = distributed.device_for(ctx, device)
     dataset_names = expand_datasets(datasets)
     store = ResultStore(results_dir) if results_dir is not None else None
     done = store.done_cells() if (store is not None and skip_done) else set()
-    run_id = run_id or new_run_id()
+    # Rank 0 builds what is missing (synthetic data, checkpoints) while the others wait, and
+    # every rank reads the store's done cells before anyone writes, so all ranks agree on work.
+    datasets_by_name = _main_first(ctx, lambda: {n: _listed(resolve_dataset(n)) for n in dataset_names})
+    run_id = ctx.broadcast(run_id or new_run_id())
     dev = str(resolve_device(device))
-    frames = []
+    frames, cell_index = [], 0
     for name in method_names:
-        m = load(name, checkpoint=checkpoint, config=config, trust_checkpoint=trust_checkpoint,
-                 device=device, seed=seed)
+        m = _main_first(ctx, lambda: load(name, checkpoint=checkpoint, config=config,
+                                          trust_checkpoint=trust_checkpoint, device=device,
+                                          seed=seed))
         for ds_name in dataset_names:
-            dataset = resolve_dataset(ds_name)
+            dataset = datasets_by_name[ds_name]
             for pert in perturbations:
                 key = (m.label, m.checkpoint_sha, dataset.name, pert.name, pert.severity)
                 if key in done:
                     continue
+                cell_index += 1
+                if split == "cells" and (cell_index - 1) % ctx.world_size != ctx.rank:
+                    continue
+                shard = ctx.shard(dataset.samples) if split == "samples" else None
                 export = None
                 if save_predictions is not None and pert == CLEAN:
                     export = Path(save_predictions) / _safe(m.label) / _safe(dataset.name)
                 res = evaluate_cell(m.module, dataset, perturbation=pert, device=device,
                                     batch_size=batch_size, num_workers=num_workers,
                                     metrics=metrics, include_authentic=include_authentic,
-                                    progress=progress, save_predictions=export)
-                prov = provenance(config=m.config, include_authentic=include_authentic)
+                                    progress=progress and ctx.is_main, save_predictions=export,
+                                    samples=shard)
+                if split == "samples" and ctx.enabled:
+                    suite = ctx.merge_suite(res.suite)
+                    res = CellResult(suite.compute(), suite.n_images, suite.n_tampered, suite)
+                    if not ctx.is_main:
+                        continue  # one writer per cell
+                prov = provenance(config=m.config, include_authentic=include_authentic,
+                                  world_size=ctx.world_size)
                 records = [ResultRecord(run_id, m.label, m.checkpoint, m.checkpoint_sha, dataset.name,
                                         pert.name, pert.severity, metric, float(value),
                                         res.n_images, res.n_tampered, seed, dev, provenance=prov)
@@ -115,9 +141,25 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                 frames.append(pd.DataFrame([r.__dict__ for r in records]))
                 if progress:
                     _report_cell(m.label, dataset.name, pert, res.metrics)
+    ctx.barrier()  # every cell is in the store before rank 0 renders the leaderboard
     if not frames:
         return pd.DataFrame(columns=list(ResultRecord.__dataclass_fields__))
     return pd.concat(frames, ignore_index=True)
+
+
+def _main_first(ctx: distributed.DistContext, build: Callable[[], T]) -> T:
+    """Run ``build`` on rank 0 first (it may train or generate data), then on the others."""
+    if ctx.is_main:
+        out = build()
+        ctx.barrier()
+        return out
+    ctx.barrier()
+    return build()
+
+
+def _listed(dataset: Dataset) -> Dataset:
+    dataset.samples  # noqa: B018 - lists (and for synthetic sets builds) the data now
+    return dataset
 
 
 def _safe(label: str) -> str:
