@@ -36,6 +36,9 @@ def _common_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results-dir", default="results", help="results store (default ./results)")
     p.add_argument("--include-authentic", action="store_true",
                    help="also score authentic images in pixel metrics (default: tampered only)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave unreadable samples out (counted and listed under the leaderboard) "
+                        "instead of stopping at the first one")
     p.add_argument("--metric", default="pixel_f1", help="metric of the printed leaderboard")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -51,7 +54,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   device=args.device, batch_size=args.batch_size, num_workers=args.workers,
                   results_dir=args.results_dir, seed=args.seed,
                   include_authentic=args.include_authentic,
-                  save_predictions=args.save_predictions, progress=not args.quiet)
+                  save_predictions=args.save_predictions, progress=not args.quiet,
+                  skip_bad=args.skip_bad)
     return _print_outcome(df, args)
 
 
@@ -66,7 +70,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
              config=dict(args.config), trust_checkpoint=args.trust_checkpoint, device=args.device,
              batch_size=args.batch_size, num_workers=args.workers, results_dir=args.results_dir,
              seed=args.seed, include_authentic=args.include_authentic, skip_done=True,
-             progress=not args.quiet, split="cells")
+             progress=not args.quiet, split="cells", skip_bad=args.skip_bad)
     # the sweep's table comes from the store: cells done by an earlier (interrupted) run count too
     from imlbench.results.store import ResultStore
 
@@ -115,6 +119,8 @@ def to_json(df) -> dict:
     for key, g in df.groupby(keys, sort=False):
         entry = dict(zip(keys, key))
         entry["n_images"] = int(g["n_images"].iloc[0])
+        if "n_skipped" in g and g["n_skipped"].fillna(0).iloc[0] > 0:
+            entry["n_skipped"] = int(g["n_skipped"].iloc[0])
         entry["metrics"] = {m: (None if v != v else float(v)) for m, v in zip(g.metric, g.value)}
         out.append(entry)
     return {"results": out}

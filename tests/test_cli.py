@@ -102,3 +102,19 @@ def test_data_check_flags_size_mismatch(tiny, capsys):
 def test_env_prints_paths(capsys):
     assert main(["env"]) == 0
     assert "IMLBENCH_HOME" in capsys.readouterr().out
+
+
+def test_bad_sample_fails_fast_or_is_skipped_and_listed(tiny, capsys):
+    (tiny / "tiny" / "Tp" / "img01.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    ds, res = str(tiny / "tiny"), str(tiny / "res")
+    assert main(["run", "--method", "ela", "--dataset", ds, "--results-dir", res, "--workers", "0",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "img01.png" in err and "--skip-bad" in err
+    out = run_json(capsys, "run", "--method", "ela", "--dataset", ds, "--results-dir", res,
+                   "--workers", "0", "--skip-bad")
+    (cell,) = out["results"]
+    assert cell["n_images"] == 4 and cell["n_skipped"] == 1
+    assert main(["leaderboard", "--results-dir", res]) == 0
+    text = capsys.readouterr().out
+    assert "Skipped samples" in text and "1 skipped (" in text and "img01" in text.split("Skipped")[1]

@@ -53,6 +53,14 @@ class DistContext:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather(self, items: list[T]) -> list[T]:
+        """Every rank's ``items`` concatenated in rank order (on every rank)."""
+        if not self.enabled:
+            return items
+        parts: list[list[T] | None] = [None] * self.world_size
+        dist.all_gather_object(parts, items)
+        return [x for part in parts for x in part]
+
     def shard(self, items: Sequence[T]) -> list[T]:
         """This rank's share: every ``world_size``-th item from ``rank`` (strided, no padding)."""
         return list(items[self.rank::self.world_size])

@@ -78,12 +78,13 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
              skip_done: bool = False, seed: int = 0, metrics: Sequence[str] | None = None,
              include_authentic: bool = False, save_predictions: str | Path | None = None,
              progress: bool = True, run_id: str | None = None,
-             split: Literal["samples", "cells"] = "samples") -> pd.DataFrame:
+             split: Literal["samples", "cells"] = "samples", skip_bad: bool = False) -> pd.DataFrame:
     """Evaluate every (method, dataset, perturbation) cell and return the records as a DataFrame.
 
     ``methods``: registered names (comma list or sequence). ``datasets``: names, paths, or ``all``.
     ``results_dir=None`` keeps the records in memory only. ``skip_done`` skips cells already in
-    the store (resumable sweeps). ``save_predictions`` exports the clean maps of each
+    the store (resumable sweeps). ``skip_bad`` leaves unreadable samples out (recorded as
+    ``n_skipped`` and listed in the provenance) instead of failing. ``save_predictions`` exports the clean maps of each
     (method, dataset) as ``<dir>/<method>/<dataset>/<image stem>.npy``.
 
     Under ``torchrun``, ``split="samples"`` shards each cell's images over the ranks and merges
@@ -100,6 +101,9 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
     # Rank 0 builds what is missing (synthetic data, checkpoints) while the others wait, and
     # every rank reads the store's done cells before anyone writes, so all ranks agree on work.
     datasets_by_name = _main_first(ctx, lambda: {n: _listed(resolve_dataset(n)) for n in dataset_names})
+    if not dataset_names:
+        raise ValueError("no dataset to evaluate: `--dataset all` found no registered test set with "
+                         "data present; build the synthetic one with `imlbench data synth`")
     run_id = ctx.broadcast(run_id or new_run_id())
     dev = str(resolve_device(device))
     frames, cell_index = [], 0
@@ -124,17 +128,20 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                                     batch_size=batch_size, num_workers=num_workers,
                                     metrics=metrics, include_authentic=include_authentic,
                                     progress=progress and ctx.is_main, save_predictions=export,
-                                    samples=shard)
+                                    samples=shard, skip_bad=skip_bad)
                 if split == "samples" and ctx.enabled:
                     suite = ctx.merge_suite(res.suite)
-                    res = CellResult(suite.compute(), suite.n_images, suite.n_tampered, suite)
+                    res = CellResult(suite.compute(), suite.n_images, suite.n_tampered, suite,
+                                     ctx.gather(res.skipped))
                     if not ctx.is_main:
                         continue  # one writer per cell
+                skipped = sorted((b.sample_id, b.reason) for b in res.skipped)
                 prov = provenance(config=m.config, include_authentic=include_authentic,
-                                  world_size=ctx.world_size)
+                                  world_size=ctx.world_size, skipped=skipped)
                 records = [ResultRecord(run_id, m.label, m.checkpoint, m.checkpoint_sha, dataset.name,
                                         pert.name, pert.severity, metric, float(value),
-                                        res.n_images, res.n_tampered, seed, dev, provenance=prov)
+                                        res.n_images, res.n_tampered, seed, dev,
+                                        n_skipped=len(skipped), provenance=prov)
                            for metric, value in res.metrics.items()]
                 if store is not None:
                     store.append(records)
@@ -158,7 +165,10 @@ def _main_first(ctx: distributed.DistContext, build: Callable[[], T]) -> T:
 
 
 def _listed(dataset: Dataset) -> Dataset:
-    dataset.samples  # noqa: B018 - lists (and for synthetic sets builds) the data now
+    """List (and for synthetic sets, build) the data now; an empty dataset is an error."""
+    if len(dataset.samples) == 0:
+        raise ValueError(f"dataset {dataset.name!r} has no samples; check its files with "
+                         f"`imlbench data check {dataset.name}`")
     return dataset
 
 

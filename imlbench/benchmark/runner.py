@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from imlbench.benchmark.device import autocast, resolve_device
-from imlbench.datasets.base import Dataset, Sample, load_image, load_mask
+from imlbench.datasets.base import Dataset, DatasetError, Sample, load_image, load_mask
 from imlbench.methods.base import InputPolicy, Method, Prediction
 from imlbench.metrics import MetricSuite, ScoredImage
 from imlbench.robustness import CLEAN, PerturbationSpec
@@ -56,6 +56,14 @@ class EvalItem:
     input_mask: torch.Tensor | None = None
 
 
+@dataclass
+class BadSample:
+    """A sample whose files could not be used; the reason names the file and the fix."""
+
+    sample_id: str
+    reason: str
+
+
 class EvalDataset(TorchDataset):
     """Decodes, perturbs and shapes samples; runs inside DataLoader workers."""
 
@@ -69,10 +77,15 @@ class EvalDataset(TorchDataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> EvalItem:
+    def __getitem__(self, index: int) -> EvalItem | BadSample:
         s = self.samples[index]
-        image = load_image(s.image_path)
-        mask = load_mask(s.mask_path, image.shape[:2])
+        try:
+            image = load_image(s.image_path)
+            mask = load_mask(s, image.shape[:2])
+        except DatasetError as exc:
+            # returned, not raised: a worker's exception would reach the user wrapped in a
+            # traceback; the main process decides between failing and skipping
+            return BadSample(s.sample_id, str(exc))
         image = self.perturbation.apply(image, s.sample_id)
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
         m = torch.from_numpy(mask)
@@ -113,7 +126,7 @@ def _resize(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def collate(items: list[EvalItem]) -> list[EvalItem]:
+def collate(items: list) -> list:
     return items
 
 
@@ -188,6 +201,7 @@ class CellResult:
     n_images: int
     n_tampered: int
     suite: MetricSuite
+    skipped: list[BadSample] = field(default_factory=list)
 
 
 def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: PerturbationSpec = CLEAN,
@@ -195,12 +209,13 @@ def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: Perturbatio
                   num_workers: int | None = None, metrics: Sequence[str] | None = None,
                   include_authentic: bool = False, amp: bool = True, progress: bool = True,
                   save_predictions: Path | None = None,
-                  samples: Sequence[Sample] | None = None) -> CellResult:
+                  samples: Sequence[Sample] | None = None, skip_bad: bool = False) -> CellResult:
     """Evaluate ``method`` on ``dataset`` under ``perturbation``.
 
     ``samples`` overrides the dataset's sample list (used for sharding). ``save_predictions``
     writes each map as ``<dir>/<sample_id>.npy`` (float32 at ground-truth size), readable by
-    ``imlbench score``.
+    ``imlbench score``. A sample whose files cannot be read is an error (fail fast), or with
+    ``skip_bad`` left out of every metric and listed in ``CellResult.skipped``.
     """
     dev = resolve_device(device)
     method = method.to(dev).eval()
@@ -219,15 +234,22 @@ def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: Perturbatio
         save_predictions.mkdir(parents=True, exist_ok=True)
         stem_of = {s.sample_id: stem for stem, s in unique_stems(samples).items()}
     bar = _progress(len(samples), f"{dataset.name} {perturbation.label()}", progress)
-    for items in loader:
+    skipped: list[BadSample] = []
+    for batch in loader:
+        items = [it for it in batch if isinstance(it, EvalItem)]
+        for bad in (it for it in batch if isinstance(it, BadSample)):
+            if not skip_bad:
+                raise DatasetError(f"{bad.reason} (sample {bad.sample_id!r} of {dataset.name!r}; "
+                                   "pass --skip-bad to leave such samples out and list them)")
+            skipped.append(bad)
         for group in batches_of(items):
             for scored in predict_batch(method, group, dev, amp):
                 suite.update(scored)
                 if save_predictions is not None:  # float32 .npy: `score` reproduces exactly
                     np.save(save_predictions / f"{stem_of[scored.sample_id]}.npy", scored.prob)
-        bar.update(len(items))
+        bar.update(len(batch))
     bar.close()
-    return CellResult(suite.compute(), suite.n_images, suite.n_tampered, suite)
+    return CellResult(suite.compute(), suite.n_images, suite.n_tampered, suite, skipped)
 
 
 def evaluate_method(method: Method, dataset: Dataset, *, device: str | torch.device = "auto",

@@ -95,7 +95,7 @@ def score_predictions(pred_dir: str | Path, dataset: Dataset, *, resize: bool = 
         prob = read_map(path)
         with Image.open(sample.image_path) as im:
             w, h = im.size
-        mask = load_mask(sample.mask_path, (h, w))
+        mask = load_mask(sample, (h, w))
         if prob.shape != mask.shape:
             if not resize:
                 raise ScoreError(f"{path}: map is {prob.shape[1]}x{prob.shape[0]} but the ground truth "

@@ -6,6 +6,7 @@ value alone. Values are rounded only when rendered.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -110,9 +111,29 @@ def render(df: pd.DataFrame, metric: str = "pixel_f1", metrics: Sequence[str] = 
         for pert in sorted(p for p in df.perturbation.unique() if p != CLEAN):
             parts += [f"## Robustness — {pert} — {metric}\n",
                       to_markdown(robustness_table(df, pert, metric)), ""]
+    skipped = skipped_section(df)
+    if skipped:
+        parts += [skipped, ""]
     parts.append("pixel_f1_best uses a per-image oracle threshold; image scores are the method's "
                  "own, else the max of its map.")
     return "\n".join(parts) + "\n"
+
+
+def skipped_section(df: pd.DataFrame, max_ids: int = 10) -> str:
+    """Cells that left samples out (``--skip-bad``): count and ids, so no score hides them."""
+    if "n_skipped" not in df.columns:
+        return ""
+    d = df[df.n_skipped.fillna(0) > 0].drop_duplicates(
+        ["method", "checkpoint_sha", "dataset", "perturbation", "severity"])
+    if d.empty:
+        return ""
+    lines = ["## Skipped samples (--skip-bad)\n"]
+    for r in d.itertuples():
+        ids = [sid for sid, _ in json.loads(r.provenance or "{}").get("skipped", [])]
+        shown = ", ".join(ids[:max_ids]) + (" …" if len(ids) > max_ids else "")
+        lines.append(f"- {r.method} / {r.dataset} / {r.perturbation}{':' + r.severity if r.severity else ''}:"
+                     f" {int(r.n_skipped)} skipped ({shown})")
+    return "\n".join(lines)
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
@@ -120,6 +141,6 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = ["method", "checkpoint", "dataset", "perturbation", "severity", "metric", "value",
-            "n_images", "n_tampered", "seed", "run_id"]
+            "n_images", "n_tampered", "n_skipped", "seed", "run_id"]
     df[cols].sort_values(cols[:6]).to_csv(path, index=False)
     return path

@@ -47,6 +47,8 @@ class ResultRecord:
     n_tampered: int
     seed: int | None = None
     device: str = ""
+    n_skipped: int = 0
+    """Samples left out by ``--skip-bad`` (their ids and reasons are in ``provenance``)."""
     timestamp: float = field(default_factory=time.time)
     provenance: str = ""
     """JSON: package versions, git SHA, host, method config, skipped samples."""
