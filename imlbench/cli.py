@@ -20,10 +20,20 @@ def _kv(text: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(value)
 
 
+def _data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", metavar="DIR",
+                   help="folder holding the unpacked real datasets (default: $IMLBENCH_DATA)")
+
+
 def _common_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", required=True, help="registered method name(s), comma-separated")
-    p.add_argument("--dataset", default="all",
-                   help="registered name(s), a dataset path, or 'all' (every test set present)")
+    p.add_argument("--dataset", default=None,
+                   help="registered name(s), a dataset path, or 'all' (every test set present; "
+                        "the default without --protocol)")
+    p.add_argument("--protocol", default=None,
+                   help="synthetic | mvss | cat | a .yaml: its test sets, and the training data "
+                        "of checkpoints trained on the fly")
+    _data_root(p)
     p.add_argument("--checkpoint", help="weights for a trainable method (.safetensors or .pth)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a .pth that unpickles code (only for files you trust)")
@@ -49,13 +59,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from imlbench.robustness import CLEAN, parse_perturb_arg
 
     perts = [CLEAN] + (parse_perturb_arg(args.perturb) if args.perturb else [])
-    df = evaluate(args.method, args.dataset, perturbations=perts, checkpoint=args.checkpoint,
+    df = evaluate(args.method, _test_sets(args), perturbations=perts, checkpoint=args.checkpoint,
                   config=dict(args.config), trust_checkpoint=args.trust_checkpoint,
                   device=args.device, batch_size=args.batch_size, num_workers=args.workers,
                   results_dir=args.results_dir, seed=args.seed,
                   include_authentic=args.include_authentic,
                   save_predictions=args.save_predictions, progress=not args.quiet,
-                  skip_bad=args.skip_bad)
+                  skip_bad=args.skip_bad, protocol=args.protocol or "synthetic")
     return _print_outcome(df, args)
 
 
@@ -64,13 +74,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from imlbench.robustness import CLEAN, parse_perturb_arg
 
     perts = [CLEAN] + parse_perturb_arg(args.perturb, grid=args.grid)
+    datasets = _test_sets(args)
     if args.save_perturbed:
-        _save_perturbed(args.dataset, perts, Path(args.save_perturbed), args.save_perturbed_n)
-    evaluate(args.method, args.dataset, perturbations=perts, checkpoint=args.checkpoint,
+        _save_perturbed(datasets, perts, Path(args.save_perturbed), args.save_perturbed_n)
+    evaluate(args.method, datasets, perturbations=perts, checkpoint=args.checkpoint,
              config=dict(args.config), trust_checkpoint=args.trust_checkpoint, device=args.device,
              batch_size=args.batch_size, num_workers=args.workers, results_dir=args.results_dir,
              seed=args.seed, include_authentic=args.include_authentic, skip_done=True,
-             progress=not args.quiet, split="cells", skip_bad=args.skip_bad)
+             progress=not args.quiet, split="cells", skip_bad=args.skip_bad,
+             protocol=args.protocol or "synthetic")
     # the sweep's table comes from the store: cells done by an earlier (interrupted) run count too
     from imlbench.results.store import ResultStore
 
@@ -78,7 +90,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return _print_outcome(df, args)
 
 
-def _save_perturbed(dataset: str, perts, out: Path, n: int) -> None:
+def _test_sets(args: argparse.Namespace) -> str | list[str]:
+    """``--dataset`` if given, else the protocol's test sets (all must be present), else ``all``."""
+    if args.dataset or not args.protocol:
+        return args.dataset or "all"
+    from imlbench.datasets.protocols import load_protocol
+
+    protocol = load_protocol(args.protocol)
+    missing = [e for e in protocol.test if e not in protocol.available_test_sets()]
+    if missing:
+        raise ValueError(f"protocol {protocol.name!r} tests on {list(protocol.test)}, but {missing} "
+                         f"are not under the data root; see `imlbench data check {missing[0]}`")
+    return list(protocol.test)
+
+
+def _save_perturbed(dataset: str | list[str], perts, out: Path, n: int) -> None:
     from PIL import Image
 
     from imlbench.benchmark.evaluate import expand_datasets
@@ -223,6 +249,26 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_export_masks(args: argparse.Namespace) -> int:
+    from imlbench.results.export import export_masks
+
+    if not args.dataset:
+        raise ValueError("export-masks needs --dataset (a registered name or a dataset path)")
+    r = export_masks(args.method, args.dataset, args.out, n_overview=args.n_overview,
+                     device=args.device, batch_size=args.batch_size, num_workers=args.workers,
+                     checkpoint=args.checkpoint, config=dict(args.config),
+                     trust_checkpoint=args.trust_checkpoint, seed=args.seed,
+                     protocol=args.protocol or "synthetic", progress=not args.quiet,
+                     skip_bad=args.skip_bad)
+    print(f"{len(r.maps)} maps (16-bit PNG) in {r.maps_dir}; score them with "
+          f"`imlbench score --predictions {r.maps_dir} --dataset {args.dataset}`")
+    if r.overview is not None:
+        print(f"overview sheet: {r.overview}")
+    for sid in r.skipped:
+        print(f"skipped (unreadable): {sid}", file=sys.stderr)
+    return 0
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     import platform
 
@@ -281,10 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-perturbed-n", type=int, default=3, help="images per dataset to export")
     p.set_defaults(func=cmd_sweep)
 
+    p = sub.add_parser("export-masks",
+                       help="prediction maps as 16-bit PNGs at original size + an overview sheet")
+    _common_eval(p)
+    p.add_argument("--out", required=True, help="<out>/maps/<image stem>.png and <out>/overview.png")
+    p.add_argument("--n-overview", type=int, default=8, help="rows of the overview sheet")
+    p.set_defaults(func=cmd_export_masks)
+
     p = sub.add_parser("score", help="score prediction maps produced elsewhere")
     p.add_argument("--predictions", required=True, help="folder of <image stem>.npy/.png maps")
     p.add_argument("--dataset", required=True, help="registered name or dataset path")
     p.add_argument("--name", help="method label in the results (default maps:<folder>)")
+    _data_root(p)
     p.add_argument("--resize", action="store_true", help="resize maps whose size differs from the mask")
     p.add_argument("--include-authentic", action="store_true")
     p.add_argument("--results-dir", default="results")
@@ -323,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="rebuild even if cached")
     q = dsub.add_parser("check", help="counts and problems of a dataset; non-zero exit on problems")
     q.add_argument("dataset", nargs="?", default="all")
+    _data_root(q)
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("env", help="versions, devices and paths")
@@ -347,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "data_root", None):  # the adapters read it from the environment
+        from imlbench.paths import DATA_ROOT_ENV
+
+        os.environ[DATA_ROOT_ENV] = str(Path(args.data_root).expanduser().resolve())
     from imlbench.registry import RegistryError
 
     try:

@@ -78,12 +78,14 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
              skip_done: bool = False, seed: int = 0, metrics: Sequence[str] | None = None,
              include_authentic: bool = False, save_predictions: str | Path | None = None,
              progress: bool = True, run_id: str | None = None,
-             split: Literal["samples", "cells"] = "samples", skip_bad: bool = False) -> pd.DataFrame:
+             split: Literal["samples", "cells"] = "samples", skip_bad: bool = False,
+             protocol: str = "synthetic") -> pd.DataFrame:
     """Evaluate every (method, dataset, perturbation) cell and return the records as a DataFrame.
 
     ``methods``: registered names (comma list or sequence). ``datasets``: names, paths, or ``all``.
     ``results_dir=None`` keeps the records in memory only. ``skip_done`` skips cells already in
-    the store (resumable sweeps). ``skip_bad`` leaves unreadable samples out (recorded as
+    the store (resumable sweeps). ``protocol`` names the training data of checkpoints that
+    trainable methods find or train on the fly. ``skip_bad`` leaves unreadable samples out (recorded as
     ``n_skipped`` and listed in the provenance) instead of failing. ``save_predictions`` exports the clean maps of each
     (method, dataset) as ``<dir>/<method>/<dataset>/<image stem>.npy``.
 
@@ -110,7 +112,7 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
     for name in method_names:
         m = _main_first(ctx, lambda: load(name, checkpoint=checkpoint, config=config,
                                           trust_checkpoint=trust_checkpoint, device=device,
-                                          seed=seed))
+                                          seed=seed, protocol=protocol))
         for ds_name in dataset_names:
             dataset = datasets_by_name[ds_name]
             for pert in perturbations:

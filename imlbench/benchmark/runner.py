@@ -232,7 +232,8 @@ def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: Perturbatio
     if save_predictions is not None:
         save_predictions = Path(save_predictions)
         save_predictions.mkdir(parents=True, exist_ok=True)
-        stem_of = {s.sample_id: stem for stem, s in unique_stems(samples).items()}
+        # names come from the whole dataset, so every shard of a torchrun run agrees
+        stem_of = {s.sample_id: name for name, s in prediction_names(dataset.samples).items()}
     bar = _progress(len(samples), f"{dataset.name} {perturbation.label()}", progress)
     skipped: list[BadSample] = []
     for batch in loader:
@@ -267,20 +268,17 @@ def evaluate_method(method: Method, dataset: Dataset, *, device: str | torch.dev
     return res.metrics
 
 
-def prediction_stem(sample: Sample) -> str:
-    """Exported maps are named by the image's file stem (what ``imlbench score`` matches on)."""
-    return Path(sample.image_path).stem
+def prediction_names(samples: Sequence[Sample]) -> dict[str, Sample]:
+    """File names (without suffix) of exported maps, which ``imlbench score`` matches on.
 
-
-def unique_stems(samples: Sequence[Sample]) -> dict[str, Sample]:
-    stems: dict[str, Sample] = {}
-    for s in samples:
-        stem = prediction_stem(s)
-        if stem in stems:
-            raise ValueError(f"two images share the file stem {stem!r} ({stems[stem].image_path} and "
-                             f"{s.image_path}); predictions are matched by stem, so rename one")
-        stems[stem] = s
-    return stems
+    The image's file stem, so maps made by other tools match; when two images of a dataset
+    share a stem (Korus: pristine and tampered folders hold the same names), the sample id
+    with path separators turned into ``__`` for every sample (ids are unique by contract).
+    """
+    stems = [Path(s.image_path).stem for s in samples]
+    if len(set(stems)) == len(stems):
+        return dict(zip(stems, samples))
+    return {s.sample_id.replace("/", "__").replace("\\", "__"): s for s in samples}
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -1,7 +1,8 @@
 """``imlbench score``: our metrics on prediction maps produced elsewhere (an official repo's
 inference, or ``imlbench run --save-predictions``).
 
-Maps are matched to the dataset's images by file stem: ``<stem>.npy`` (float probabilities in
+Maps are matched to the dataset's images by file stem (by sample id where a dataset has
+repeated stems; see ``runner.prediction_names``): ``<stem>.npy`` (float probabilities in
 [0, 1], any float dtype), ``<stem>.png`` / ``.tif`` (8-bit: value/255; 16-bit: value/65535).
 A map whose size differs from the ground truth is an error unless ``resize=True`` (bilinear),
 because resizing changes the score; missing or extra maps are an error that lists them.
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from imlbench.benchmark.runner import CellResult, unique_stems
+from imlbench.benchmark.runner import CellResult, prediction_names
 from imlbench.datasets.base import Dataset, load_mask
 from imlbench.metrics import MetricSuite, ScoredImage
 
@@ -78,7 +79,7 @@ def score_predictions(pred_dir: str | Path, dataset: Dataset, *, resize: bool = 
     of the prediction files (recorded as the 'checkpoint' of the scored maps)."""
     pred_dir = Path(pred_dir)
     maps = find_maps(pred_dir)
-    by_stem = unique_stems(dataset.samples)
+    by_stem = prediction_names(dataset.samples)
     missing = sorted(set(by_stem) - set(maps))
     extra = sorted(set(maps) - set(by_stem))
     if missing or extra:
@@ -86,7 +87,7 @@ def score_predictions(pred_dir: str | Path, dataset: Dataset, *, resize: bool = 
             f"predictions in {pred_dir} do not match dataset {dataset.name!r}: "
             f"{len(missing)} missing ({', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}), "
             f"{len(extra)} extra ({', '.join(extra[:10])}{' …' if len(extra) > 10 else ''}). "
-            "Maps are matched by image file stem.")
+            "Maps are matched by image file stem (see `imlbench run --save-predictions`).")
     suite = MetricSuite(metrics, include_authentic=include_authentic)
     digest = hashlib.sha256()
     for stem, sample in by_stem.items():

@@ -8,6 +8,7 @@ from imlbench.datasets.formats import (IMAGE_EXTENSIONS, MASK_SUFFIXES, UnknownD
                                        read_benco_folder, read_benco_json,
                                        read_image_mask_folders, resolve_dataset)
 from imlbench.datasets.synthetic import PRESET_ENV, SynthConfig, build_synthetic, default_config
+from imlbench.datasets import real  # noqa: F401  (registers the real-data adapters)
 
 __all__ = [
     "Dataset", "DatasetError", "Sample", "load_image", "load_mask",

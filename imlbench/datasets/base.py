@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 from PIL import Image
@@ -29,6 +29,8 @@ class Sample:
     ``label`` is 1 for a manipulated image, 0 for an authentic one; authentic images have
     ``mask_path=None`` and are scored against an all-zero mask. ``source`` says where the
     sample comes from (dataset name, or manipulation type for synthetic data).
+    ``mask_encoding`` names how the mask file marks manipulated pixels (a key of
+    :data:`MASK_ENCODINGS`; ``"binary"`` = white on black); ``load_mask(sample, ...)`` decodes it.
     """
 
     sample_id: str
@@ -36,6 +38,7 @@ class Sample:
     mask_path: Path | None
     label: int
     source: str
+    mask_encoding: str = "binary"
 
     def __post_init__(self) -> None:
         if self.label not in (0, 1):
@@ -43,6 +46,7 @@ class Sample:
         if self.label == 0 and self.mask_path is not None:
             raise DatasetError(f"sample {self.sample_id!r}: authentic sample must not have a mask "
                                f"(got {self.mask_path})")
+        mask_encoding(self.mask_encoding)  # unknown names fail here, not in a worker mid-run
 
 
 @dataclass
@@ -51,12 +55,15 @@ class Dataset:
 
     ``lister`` is called once, on first access, and must be deterministic. ``is_available``
     says whether the data is on disk (datasets that are absent are left out of ``all``).
+    ``expected_counts`` = ``(tampered, authentic)`` of the complete published release, when
+    known; ``imlbench data check`` reports a listing that differs (a partial unpack).
     """
 
     name: str
     lister: Callable[[], Sequence[Sample]]
     description: str = ""
     is_available: Callable[[], bool] = lambda: True
+    expected_counts: tuple[int, int] | None = None
     _samples: tuple[Sample, ...] | None = None
 
     @property
@@ -99,29 +106,127 @@ def load_image(path: str | Path) -> np.ndarray:
         raise DatasetError(f"cannot decode image {path}: {exc}. Re-export or remove the file.") from exc
 
 
-def load_mask(path: str | Path | None, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode a ground-truth mask to ``bool [H, W]`` (True = manipulated).
+# -- mask encodings -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaskEncoding:
+    """How a dataset's mask files mark manipulated pixels.
 
-    ``path=None`` (authentic) returns zeros of ``shape``. A mask whose size differs from
-    ``shape`` is an error, never silently resized: resizing would change the score.
+    ``decode`` maps the file's pixels to ``bool [H, W]`` (True = manipulated); it receives
+    ``float64 [H, W]`` grey levels on the 0..255 scale (16-bit files scaled by 1/257) when
+    ``channels == "L"``, or ``uint8 [H, W, 3]`` RGB when ``channels == "RGB"``. ``unclean``
+    returns why a mask is not a clean file of this encoding (stray grey levels, ...), or
+    ``None``; ``imlbench data check`` reports it.
     """
-    if path is None:
-        if shape is None:
-            raise ValueError("load_mask(None) needs the image shape")
-        return np.zeros(shape, dtype=bool)
+
+    name: str
+    channels: Literal["L", "RGB"]
+    decode: Callable[[np.ndarray], np.ndarray]
+    unclean: Callable[[np.ndarray], str | None]
+    description: str
+
+
+def _levels_within(levels: tuple[int, ...]) -> Callable[[np.ndarray], str | None]:
+    def unclean(grey: np.ndarray) -> str | None:
+        values = np.unique(grey)
+        stray = values[~np.isin(values, levels)]
+        if stray.size == 0:
+            return None
+        return (f"{values.size} grey levels, expected only {'/'.join(map(str, levels))} "
+                f"(e.g. {', '.join(f'{v:g}' for v in stray[:3])})")
+    return unclean
+
+
+def _at_most_levels(n: int) -> Callable[[np.ndarray], str | None]:
+    def unclean(grey: np.ndarray) -> str | None:
+        count = np.unique(grey).size
+        return None if count <= n else f"{count} grey levels, expected at most {n}"
+    return unclean
+
+
+def _lossy(_: np.ndarray) -> str | None:
+    return None  # JPEG colour masks have no exact levels to check; decode() is the only test
+
+
+KORUS_BLACK_MAX = 10.0
+"""Korus masks: grey <= this is black (authentic). photoholmes binarises at the same level."""
+
+
+def _columbia_edgemask(rgb: np.ndarray) -> np.ndarray:
+    r, g = rgb[..., 0].astype(np.int16), rgb[..., 1].astype(np.int16)
+    # green dominance splits JPEG colour bleeding at the red/green border in the middle; the
+    # brightness floor keeps dark pixels (neither colour painted) authentic
+    return (g > r) & (g > MASK_THRESHOLD)
+
+
+MASK_ENCODINGS: dict[str, MaskEncoding] = {e.name: e for e in (
+    MaskEncoding("binary", "L", lambda grey: grey > MASK_THRESHOLD, _levels_within((0, 255)),
+                 "white (>127.5) = manipulated on black"),
+    MaskEncoding("inverted", "L", lambda grey: grey < MASK_THRESHOLD, _levels_within((0, 255)),
+                 "black (<127.5) = manipulated on white (DSO-1)"),
+    MaskEncoding("nist_inverted", "L", lambda grey: grey < 255.0, _levels_within((0, 255)),
+                 "NIST MediScore rule: every non-white (<255) pixel is manipulated (NIST16)"),
+    MaskEncoding("columbia_edgemask", "RGB", _columbia_edgemask, _lossy,
+                 "colour JPEG: green (G > R and G > 127.5) = spliced, red = authentic (Columbia)"),
+    MaskEncoding("korus_3level", "L", lambda grey: grey > KORUS_BLACK_MAX, _at_most_levels(3),
+                 "black = authentic; white (changed meaning) and grey (collateral: changed pixels, "
+                 "same content) = manipulated (Korus)"),
+)}
+"""Registry of mask decoders, by :attr:`Sample.mask_encoding`.
+
+Korus: grey "collateral damage" pixels *were* modified, so a detector that flags them is
+right; and the author states that the authentic (black) labels are accurate while the
+white/grey border is rough, so black vs non-black is the reliable boundary to score against.
+"""
+
+
+def mask_encoding(name: str) -> MaskEncoding:
+    """The :class:`MaskEncoding` called ``name``; an unknown name lists the known ones."""
+    try:
+        return MASK_ENCODINGS[name]
+    except KeyError:
+        raise DatasetError(f"unknown mask encoding {name!r}; expected one of "
+                           f"{', '.join(sorted(MASK_ENCODINGS))}") from None
+
+
+def read_mask_pixels(path: str | Path, channels: Literal["L", "RGB"] = "L") -> np.ndarray:
+    """A mask file's raw pixels: ``float64 [H, W]`` grey on 0..255 (16-bit scaled by 1/257)
+    for ``"L"``, ``uint8 [H, W, 3]`` for ``"RGB"``. Palette/alpha/RGB files are converted."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
+            if channels == "RGB":
+                return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                grey = np.asarray(im, dtype=np.float64) / 257.0
-            else:
-                grey = np.asarray(im.convert("L"), dtype=np.float64)
+                return np.asarray(im, dtype=np.float64) / 257.0
+            return np.asarray(im.convert("L"), dtype=np.float64)
     except FileNotFoundError:
         raise DatasetError(f"mask file not found: {path}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"cannot decode mask {path}: {exc}") from exc
-    mask = grey > MASK_THRESHOLD
+
+
+def load_mask(path: str | Path | Sample | None, shape: tuple[int, int] | None = None, *,
+              encoding: str = "binary") -> np.ndarray:
+    """Decode a ground-truth mask to ``bool [H, W]`` (True = manipulated).
+
+    ``path`` is a mask file read with ``encoding`` (see :data:`MASK_ENCODINGS`), or a
+    :class:`Sample`, whose own ``mask_path`` and ``mask_encoding`` are used (prefer this: the
+    encoding cannot be forgotten). ``None`` (authentic) returns zeros of ``shape``. A mask
+    whose size differs from ``shape`` is an error, never silently resized: resizing would
+    change the score.
+    """
+    if isinstance(path, Sample):
+        if encoding != "binary":
+            raise ValueError("load_mask(sample): the encoding comes from sample.mask_encoding; "
+                             "do not pass encoding= as well")
+        path, encoding = path.mask_path, path.mask_encoding
+    if path is None:
+        if shape is None:
+            raise ValueError("load_mask(None) needs the image shape")
+        return np.zeros(shape, dtype=bool)
+    enc = mask_encoding(encoding)
+    mask = np.asarray(enc.decode(read_mask_pixels(path, enc.channels)), dtype=bool)
     if shape is not None and mask.shape != tuple(shape):
         raise DatasetError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image is "
                            f"{shape[1]}x{shape[0]}; fix the mask so both have the same size")

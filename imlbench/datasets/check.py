@@ -4,10 +4,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
 from PIL import Image
 
-from imlbench.datasets.base import MASK_THRESHOLD, Dataset, DatasetError
+from imlbench.datasets.base import (Dataset, DatasetError, Sample, mask_encoding,
+                                   read_mask_pixels)
 
 
 @dataclass
@@ -30,7 +30,11 @@ class CheckReport:
 
 
 def check_dataset(dataset: Dataset) -> CheckReport:
-    """Counts, unreadable files, image/mask size mismatches, non-binary and empty masks."""
+    """Counts, unreadable files, image/mask size mismatches, unclean (non-binary) and empty masks.
+
+    Masks are read through each sample's mask encoding (``Sample.mask_encoding``), so an
+    inverted, colour-coded or three-level mask is judged by what it decodes to.
+    """
     report = CheckReport(dataset.name)
     try:
         samples = dataset.samples
@@ -42,6 +46,13 @@ def check_dataset(dataset: Dataset) -> CheckReport:
             report.n_tampered += 1
         else:
             report.n_authentic += 1
+    if dataset.expected_counts is not None:
+        found, published = (report.n_tampered, report.n_authentic), tuple(dataset.expected_counts)
+        if found != published:
+            report.add("count differs from the published release",
+                       f"found {found[0]} tampered / {found[1]} authentic, published "
+                       f"{published[0]} / {published[1]}: a partial unpack, or another variant")
+    for s in samples:
         try:
             with Image.open(s.image_path) as im:
                 im.load()
@@ -49,26 +60,32 @@ def check_dataset(dataset: Dataset) -> CheckReport:
         except (OSError, SyntaxError, ValueError) as exc:
             report.add("unreadable image", f"{s.image_path}: {exc}")
             continue
-        if s.mask_path is None:
-            continue
-        try:
-            with Image.open(s.mask_path) as m:
-                m.load()
-                msize = m.size
-                grey = np.asarray(m.convert("L"))
-        except (OSError, SyntaxError, ValueError) as exc:
-            report.add("unreadable mask", f"{s.mask_path}: {exc}")
-            continue
-        if msize != size:
-            report.add("size mismatch", f"{s.image_path.name} {size[0]}x{size[1]} vs mask "
-                                        f"{msize[0]}x{msize[1]}")
-        values = np.unique(grey)
-        if not np.isin(values, (0, 255)).all():
-            report.add("non-binary mask", f"{s.mask_path.name}: {len(values)} grey levels "
-                                          f"(binarised at > {MASK_THRESHOLD})")
-        if not (grey > MASK_THRESHOLD).any():
-            report.add("empty mask on tampered image", str(s.mask_path.name))
+        if s.mask_path is not None:
+            _check_mask(s, size, report)
     return report
+
+
+def _check_mask(s: Sample, image_size: tuple[int, int], report: CheckReport) -> None:
+    encoding = mask_encoding(s.mask_encoding)
+    try:
+        pixels = read_mask_pixels(s.mask_path, encoding.channels)
+    except DatasetError as exc:
+        report.add("unreadable mask", str(exc))
+        return
+    msize = (pixels.shape[1], pixels.shape[0])
+    if msize != image_size:
+        report.add("size mismatch", f"{s.image_path.name} {image_size[0]}x{image_size[1]} vs mask "
+                                    f"{msize[0]}x{msize[1]}")
+    issue = encoding.unclean(pixels)
+    if issue:
+        report.add("non-binary mask", f"{s.mask_path.name}: {issue}; decoded as "
+                                      f"{encoding.name!r} ({encoding.description})")
+    mask = encoding.decode(pixels)
+    if not mask.any():
+        report.add("empty mask on tampered image", f"{s.mask_path.name} (read as {encoding.name!r})")
+    elif mask.all():  # a whole-image manipulation is rare; an inverted polarity is not
+        report.add("mask covers the whole image", f"{s.mask_path.name} (read as {encoding.name!r}); "
+                   "check the mask polarity")
 
 
 def render_report(report: CheckReport) -> str:
