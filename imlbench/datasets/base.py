@@ -6,9 +6,10 @@ returns the same records in the same order, so results and shards are reproducib
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 from PIL import Image
@@ -90,20 +91,39 @@ class Dataset:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to ``uint8 [H, W, 3]`` RGB (greyscale/alpha/palette converted)."""
+    """Decode an image file to ``uint8 [H, W, 3]`` RGB.
+
+    Normalisations (documented, identical for every method): greyscale, palette and CMYK are
+    converted to RGB by Pillow; an alpha channel is dropped (not composited — forensic traces
+    live in the colour values); 16-bit images are scaled to 8 bits (value / 257, rounded).
+    EXIF orientation is **not** applied, to images or masks: ground-truth masks are drawn on the
+    stored pixel array, so rotating only the image (or trusting a tag on one of the two files)
+    would misalign them.
+    """
+    with _opened(path, "image") as im:
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.float64)
+            arr = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
+            return np.repeat(arr[..., None], 3, axis=2)
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+@contextmanager
+def _opened(path: str | Path, what: str) -> Iterator[Image.Image]:
+    """Open and fully decode an image file; every failure is a DatasetError naming the file."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                arr = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+            yield im
     except FileNotFoundError:
-        raise DatasetError(f"image file not found: {path}") from None
+        raise DatasetError(f"{what} file not found: {path}") from None
+    except Image.DecompressionBombError as exc:
+        raise DatasetError(
+            f"{what} {path} is larger than Pillow's decompression-bomb limit ({exc}); if the file is "
+            f"genuine, raise PIL.Image.MAX_IMAGE_PIXELS in your own script, else remove it") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"cannot decode image {path}: {exc}. Re-export or remove the file.") from exc
+        raise DatasetError(f"cannot decode {what} {path}: {exc}. Re-export or remove the file.") from exc
 
 
 # -- mask encodings -----------------------------------------------------------------------
@@ -191,19 +211,12 @@ def mask_encoding(name: str) -> MaskEncoding:
 def read_mask_pixels(path: str | Path, channels: Literal["L", "RGB"] = "L") -> np.ndarray:
     """A mask file's raw pixels: ``float64 [H, W]`` grey on 0..255 (16-bit scaled by 1/257)
     for ``"L"``, ``uint8 [H, W, 3]`` for ``"RGB"``. Palette/alpha/RGB files are converted."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if channels == "RGB":
-                return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return np.asarray(im, dtype=np.float64) / 257.0
-            return np.asarray(im.convert("L"), dtype=np.float64)
-    except FileNotFoundError:
-        raise DatasetError(f"mask file not found: {path}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"cannot decode mask {path}: {exc}") from exc
+    with _opened(path, "mask") as im:
+        if channels == "RGB":
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            return np.asarray(im, dtype=np.float64) / 257.0
+        return np.asarray(im.convert("L"), dtype=np.float64)
 
 
 def load_mask(path: str | Path | Sample | None, shape: tuple[int, int] | None = None, *,
