@@ -28,7 +28,7 @@ from torch import nn
 from imlbench.benchmark.runner import EvalDataset, evaluate_cell
 from imlbench.datasets.base import Dataset, Sample
 from imlbench.methods.base import InputPolicy, Method, Prediction
-from imlbench.robustness import CLEAN, parse_spec
+from imlbench.robustness import parse_spec
 
 
 def write_dataset(root: Path, n: int, size: int) -> Dataset:

@@ -19,8 +19,7 @@ from imlbench.datasets import synthetic
 from imlbench.datasets.base import DatasetError, load_image, load_mask
 from imlbench.datasets.manipulations import blob_mask, copy_move, remove_object, splice
 from imlbench.datasets.photos import PHOTOS, SPLITS, Photo
-from imlbench.datasets.synthetic import (MANIFEST, PRESET_ENV, PRESETS, SynthConfig,
-                                         build_synthetic, dataset_dir, list_samples)
+from imlbench.datasets.synthetic import (MANIFEST, PRESET_ENV, PRESETS, build_synthetic, dataset_dir, list_samples)
 
 TINY = PRESETS["tiny"]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -30,6 +29,7 @@ from imlbench.benchmark.device import autocast, resolve_device
 from imlbench.datasets.base import Dataset, DatasetError, Sample, load_image, load_mask
 from imlbench.methods.base import InputPolicy, Method, Prediction
 from imlbench.metrics import MetricSuite, ScoredImage
+from imlbench.progress import progress_bar
 from imlbench.robustness import CLEAN, PerturbationSpec
 
 
@@ -234,7 +234,8 @@ def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: Perturbatio
         save_predictions.mkdir(parents=True, exist_ok=True)
         # names come from the whole dataset, so every shard of a torchrun run agrees
         stem_of = {s.sample_id: name for name, s in prediction_names(dataset.samples).items()}
-    bar = _progress(len(samples), f"{dataset.name} {perturbation.label()}", progress)
+    bar = progress_bar(total=len(samples), desc=f"{dataset.name} {perturbation.label()}",
+                       unit="img", enabled=progress, leave=False)
     skipped: list[BadSample] = []
     for batch in loader:
         items = [it for it in batch if isinstance(it, EvalItem)]
@@ -279,11 +280,3 @@ def prediction_names(samples: Sequence[Sample]) -> dict[str, Sample]:
     if len(set(stems)) == len(stems):
         return dict(zip(stems, samples))
     return {s.sample_id.replace("/", "__").replace("\\", "__"): s for s in samples}
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    # disable=None: bars only on a terminal, so logs and CI output stay readable
-    return tqdm(total=total, desc=desc, unit="img", disable=None if enabled else True,
-                file=sys.stderr, dynamic_ncols=True, leave=False)

@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import socket
-import sys
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from imlbench.progress import progress_bar
 
 from imlbench.datasets.base import DatasetError, Sample
 from imlbench.datasets.manipulations import (blob_mask, copy_move, encode_jpeg, encode_png,
@@ -265,8 +264,8 @@ def build_synthetic(force: bool = False, progress: bool = True,
         pixels = {p.name: p.load() for p in PHOTOS}
         sets: dict[str, list[dict[str, Any]]] = {s.name: [] for s in set_specs(config)}
         jobs = plan(config)
-        for job in tqdm(jobs, desc=f"imlbench: building synthetic data {root.name}", unit="img",
-                        file=sys.stderr, disable=not progress):
+        for job in progress_bar(jobs, desc=f"imlbench: building synthetic data {root.name}",
+                                unit="img", enabled=progress):
             sets[job.spec.name].append(_write_sample(tmp, job, *generate(job, config, pixels)))
         manifest = {"generator_version": GENERATOR_VERSION, "key": config_key(config),
                     "config": asdict(config), "libraries": _library_versions(),

@@ -1,0 +1,75 @@
+"""Training data: an endless, stateless stream of resized, flipped samples.
+
+Item ``p`` of the stream is sample ``order(epoch)[k]`` with ``epoch, k = divmod(p, n)``, where
+``order(epoch)`` is a permutation seeded by ``(seed, epoch)`` and the flip by
+``(seed, epoch, index)``. Nothing depends on worker count or on what came before, so a run
+resumed at optimizer step ``s`` simply starts reading at position ``s × batch × accumulation``
+and sees exactly the data the uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+from itertools import count
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler
+
+from imlbench.benchmark.runner import shape_for_policy
+from imlbench.datasets.base import Sample, load_image, load_mask
+from imlbench.methods.base import InputPolicy
+from imlbench.seeding import rng_for
+
+
+class TrainDataset(TorchDataset):
+    """``__getitem__(position)`` → ``{"image": float [3,S,S] in [0,1], "mask": float [1,S,S]
+    in {0,1}, "label": long []}``.
+
+    Images are resized exactly as the evaluation runner resizes them (bilinear, antialiased
+    when shrinking; masks nearest), so training and test inputs match.
+    """
+
+    def __init__(self, samples: Sequence[Sample], size: int, seed: int, hflip: bool = True) -> None:
+        if not samples:
+            raise ValueError("the training dataset has no samples")
+        self.samples = list(samples)
+        self.policy = InputPolicy("resize", size)
+        self.seed = seed
+        self.hflip = hflip
+        self._order_epoch, self._order = -1, np.arange(0)
+
+    def __len__(self) -> int:
+        """Samples per epoch (the stream itself is endless)."""
+        return len(self.samples)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Sample indices in the order of ``epoch`` (cached: positions arrive in order)."""
+        if self._order_epoch != epoch:
+            self._order = rng_for(self.seed, "order", epoch).permutation(len(self.samples))
+            self._order_epoch = epoch
+        return self._order
+
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        epoch, k = divmod(int(position), len(self.samples))
+        index = int(self.order(epoch)[k])
+        s = self.samples[index]
+        image = load_image(s.image_path)
+        mask = load_mask(s, image.shape[:2])
+        x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+        m = torch.from_numpy(mask)[None].float()
+        x, _, m = shape_for_policy(x, self.policy, m)
+        if self.hflip and rng_for(self.seed, "flip", epoch, index).random() < 0.5:
+            x, m = x.flip(-1), m.flip(-1)
+        return {"image": x.contiguous(), "mask": m.contiguous(),
+                "label": torch.tensor(s.label, dtype=torch.long)}
+
+
+class StreamPositions(Sampler[int]):
+    """Positions ``start, start + 1, ...`` without end (the loop decides when to stop)."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        return count(self.start)
