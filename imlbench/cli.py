@@ -40,6 +40,8 @@ def _common_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", action="append", type=_kv, default=[], metavar="KEY=VALUE",
                    help="method config override, e.g. --config contour=drop (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="training seed of the checkpoint to use/train")
+    p.add_argument("--recipe", help="recipe of a checkpoint trained on the fly: quick | paper | a "
+                                    ".yaml (default: quick on CPU, paper on GPU)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores-1)")
@@ -65,7 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   results_dir=args.results_dir, seed=args.seed,
                   include_authentic=args.include_authentic,
                   save_predictions=args.save_predictions, progress=not args.quiet,
-                  skip_bad=args.skip_bad, protocol=args.protocol or "synthetic")
+                  skip_bad=args.skip_bad, protocol=args.protocol or "synthetic",
+                  recipe=args.recipe)
     return _print_outcome(df, args)
 
 
@@ -82,7 +85,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
              batch_size=args.batch_size, num_workers=args.workers, results_dir=args.results_dir,
              seed=args.seed, include_authentic=args.include_authentic, skip_done=True,
              progress=not args.quiet, split="cells", skip_bad=args.skip_bad,
-             protocol=args.protocol or "synthetic")
+             protocol=args.protocol or "synthetic", recipe=args.recipe)
     # the sweep's table comes from the store: cells done by an earlier (interrupted) run count too
     from imlbench.results.store import ResultStore
 

@@ -121,5 +121,7 @@ def test_ensure_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch, capsys
     assert ck.find_checkpoint("seg_ce", "synthetic", config=TINY) == best
     assert ck.find_checkpoint("seg_ce", "synthetic", recipe="paper", config=TINY) is None
     assert ck.find_checkpoint("seg_ce", "synthetic", config={**TINY, "input_size": 64}) is None
+    assert ck.find_checkpoint("seg_ce", "synthetic", config=TINY, seed=0) == best
+    assert ck.find_checkpoint("seg_ce", "synthetic", config=TINY, seed=1) is None  # never reused
     with pytest.raises(ValueError, match="protocol 'mvss'.*--checkpoint"):
         ck.ensure_checkpoint("seg_ce", "mvss", config=TINY)

@@ -142,6 +142,31 @@ def test_mvss_runs_end_to_end_on_replicas(root):
             assert 0.0 <= cell[metric] <= 1.0, (name, metric, cell[metric])
 
 
+def test_mvss_trains_a_tiny_model_then_tests_on_all_five(root, tmp_path, capsys):
+    """`imlbench run --protocol mvss` with no checkpoint: trains on the CASIAv2 replica (val = its
+    hold-out), then evaluates on the five test replicas and prints the leaderboard."""
+    import yaml
+
+    from imlbench.cli import main
+
+    for name in MVSS_SETS:
+        BUILDERS[name](root, defects=False)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "image_size": 32, "batch_size": 2, "steps": 2, "optimizer": {"name": "adamw", "lr": 1e-3},
+        "schedule": {"name": "constant"}, "val_batch_size": 4, "tensorboard": False}))
+    tiny = ["--config", "backbone=resnet10t", "--config", "input_size=32",
+            "--config", "decoder_channels=16"]
+    assert main(["run", "--method", "seg_ce", "--protocol", "mvss", "--recipe", str(recipe),
+                 "--device", "cpu", "--workers", "0", "--quiet", "--results-dir",
+                 str(tmp_path / "res"), *tiny]) == 0
+    out = capsys.readouterr().out
+    assert "training one now on 'mvss-train'" in out
+    assert "## Leaderboard" in out
+    for name in ("casia1", "columbia", "coverage", "nist16", "imd2020"):
+        assert f"### {name}" in out
+
+
 def test_cat_reads_benco_json_lists_under_the_data_root(root):
     for name in ("casia2", "imd2020"):
         BUILDERS[name](root, defects=False)

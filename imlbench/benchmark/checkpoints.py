@@ -172,11 +172,12 @@ def checkpoint_sha256(path: str | Path) -> str:
 
 
 def find_checkpoint(method: str, protocol: str = "synthetic", recipe: str | None = None,
-                    config: dict | None = None) -> Path | None:
+                    config: dict | None = None, seed: int | None = None) -> Path | None:
     """Best checkpoint of a *finished* run of ``method`` on ``protocol``, or ``None``.
 
-    Runs must match ``config`` (the user's method config; ``None`` = defaults) and ``recipe``
-    (a name or a recipe file, compared by name) when given. Among several, the run that saw
+    Runs must match ``config`` (the user's method config; ``None`` = defaults), and ``recipe``
+    (a name or a recipe file, compared by name) and ``seed`` when given — a seed study must
+    never reuse another seed's weights. Among several, the run that saw
     the most training images wins (newest on ties).
     """
     recipe_name = Path(str(recipe)).stem if recipe is not None else None
@@ -186,7 +187,8 @@ def find_checkpoint(method: str, protocol: str = "synthetic", recipe: str | None
         info = json.loads(sidecar.read_text())
         if (not info.get("finished") or info.get("method") != method
                 or info.get("method_config") != wanted
-                or (recipe_name is not None and info.get("recipe", {}).get("name") != recipe_name)):
+                or (recipe_name is not None and info.get("recipe", {}).get("name") != recipe_name)
+                or (seed is not None and info.get("seed") != seed)):
             continue
         weights = sidecar.with_suffix(".safetensors")
         if weights.is_file():
@@ -209,7 +211,7 @@ def ensure_checkpoint(method: str, protocol: str = "synthetic", *, device: str =
     Training uses ``recipe`` or the device's default recipe, resumes an interrupted run of the
     same configuration, and announces itself through ``log`` before starting.
     """
-    found = find_checkpoint(method, protocol, recipe, config)
+    found = find_checkpoint(method, protocol, recipe, config, seed)
     if found is not None:
         return found
     from imlbench.benchmark.train import train

@@ -79,13 +79,14 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
              include_authentic: bool = False, save_predictions: str | Path | None = None,
              progress: bool = True, run_id: str | None = None,
              split: Literal["samples", "cells"] = "samples", skip_bad: bool = False,
-             protocol: str = "synthetic") -> pd.DataFrame:
+             protocol: str = "synthetic", recipe: str | None = None) -> pd.DataFrame:
     """Evaluate every (method, dataset, perturbation) cell and return the records as a DataFrame.
 
     ``methods``: registered names (comma list or sequence). ``datasets``: names, paths, or ``all``.
     ``results_dir=None`` keeps the records in memory only. ``skip_done`` skips cells already in
     the store (resumable sweeps). ``protocol`` names the training data of checkpoints that
-    trainable methods find or train on the fly. ``skip_bad`` leaves unreadable samples out (recorded as
+    trainable methods find or train on the fly, ``recipe`` (a name or a YAML path) how they are
+    trained (default: the device's, ``quick`` on CPU). ``skip_bad`` leaves unreadable samples out (recorded as
     ``n_skipped`` and listed in the provenance) instead of failing. ``save_predictions`` exports the clean maps of each
     (method, dataset) as ``<dir>/<method>/<dataset>/<image stem>.npy``.
 
@@ -112,7 +113,7 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
     for name in method_names:
         m = _main_first(ctx, lambda: load(name, checkpoint=checkpoint, config=config,
                                           trust_checkpoint=trust_checkpoint, device=device,
-                                          seed=seed, protocol=protocol))
+                                          seed=seed, protocol=protocol, recipe=recipe))
         for ds_name in dataset_names:
             dataset = datasets_by_name[ds_name]
             for pert in perturbations:

@@ -47,8 +47,13 @@ def _few(items: Sequence[object], n: int = 5) -> str:
 
 
 # -- folders ------------------------------------------------------------------------------
-def list_images(folder: Path) -> dict[str, Path]:
-    """``{stem: path}`` of the image files directly in ``folder``, sorted by stem."""
+def list_images(folder: Path, *, skip_other_files: bool = False) -> dict[str, Path]:
+    """``{stem: path}`` of the image files directly in ``folder``, sorted by stem.
+
+    Entries without an image extension are an error (a user-made folder should hold only its
+    images), or skipped with ``skip_other_files`` (archives ship read-mes, lists, sub-folders).
+    Hidden files are always skipped. Two images with one stem are an error (masks match by stem).
+    """
     if not folder.is_dir():
         raise DatasetError(f"expected a folder of images at {folder}, but it does not exist")
     images: dict[str, Path] = {}
@@ -57,7 +62,8 @@ def list_images(folder: Path) -> dict[str, Path]:
         if path.name.startswith(".") or path.name in _OS_CLUTTER:
             continue
         if not (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS):
-            others.append(path.name)
+            if not skip_other_files:
+                others.append(path.name)
         elif path.stem in images:
             clashes.append(f"{images[path.stem].name}/{path.name}")
         else:

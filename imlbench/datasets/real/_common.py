@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from imlbench.datasets.base import Dataset, DatasetError, Sample
-from imlbench.datasets.formats import IMAGE_EXTENSIONS, _few
+from imlbench.datasets.formats import _few, list_images
 from imlbench.paths import DATA_ROOT_ENV, data_root
 
 @dataclass(frozen=True)
@@ -147,26 +147,12 @@ class RealDataset:
 def image_files(folder: Path) -> dict[str, Path]:
     """``{stem: path}`` of the image files directly in ``folder``, sorted by name.
 
-    Lenient, unlike :func:`imlbench.datasets.formats.list_images`: archives ship read-me,
-    list and ``.mat`` files and sub-folders (``edgemask/``) beside their images, so anything
-    without an image extension (any case) is skipped (``Thumbs.db`` too), and so are hidden
-    files, such as the AppleDouble ``._x.png`` a macOS unzip leaves. Two images with the same
-    stem are an error (masks are matched by stem).
+    Lenient, unlike a user folder: archives ship read-me, list and ``.mat`` files and
+    sub-folders (``edgemask/``) beside their images, so anything without an image extension
+    (any case) is skipped, and so are hidden files, such as the AppleDouble ``._x.png`` a macOS
+    unzip leaves. Two images with the same stem are an error (masks are matched by stem).
     """
-    images: dict[str, Path] = {}
-    clashes = []
-    for path in sorted(folder.iterdir()):
-        if (path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS
-                or not path.is_file()):
-            continue
-        if path.stem in images:
-            clashes.append(f"{images[path.stem].name}/{path.name}")
-        else:
-            images[path.stem] = path
-    if clashes:
-        raise DatasetError(f"{folder} has images that differ only by extension, so masks cannot be "
-                           f"matched to them: {_few(clashes)}; remove one of each")
-    return images
+    return list_images(folder, skip_other_files=True)
 
 
 def image_files_in(folders: Sequence[Path]) -> dict[str, Path]:
