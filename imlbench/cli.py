@@ -306,8 +306,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                    recipe=args.recipe, steps=args.steps, seed=args.seed, resume=args.resume,
                    device=args.device, stage=args.stage, method_config=dict(args.config) or None,
                    out_dir=Path(args.out_dir) if args.out_dir else None, progress=not args.quiet)
-    print(f"best checkpoint: {result.best_checkpoint}")
-    print(json.dumps({"steps": result.steps, "best_val": result.best_val}))
+    from imlbench.benchmark.distributed import context
+
+    if context().is_main:
+        print(f"best checkpoint: {result.best_checkpoint}")
+        print(json.dumps({"steps": result.steps, "best_val": result.best_val}))
     return 0
 
 

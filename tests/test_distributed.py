@@ -89,3 +89,53 @@ def test_sweep_split_over_two_processes_gives_the_same_leaderboard(runs):
     assert not two.load().duplicated(["method", "dataset", "perturbation", "severity",
                                       "metric"]).any()
     assert leaderboard.render(two.latest()) == leaderboard.render(one.latest())
+
+
+TRAIN_CHILD = textwrap.dedent("""
+    import json, sys
+    import yaml
+    from imlbench.benchmark.distributed import context
+    from imlbench.benchmark.train import train
+    from imlbench.methods.seg_ce import SegCE
+
+    data, out = sys.argv[1:3]
+    recipe = f"{out}/tiny.yaml"
+    if context().is_main:
+        with open(recipe, "w") as f:
+            yaml.safe_dump({"image_size": 32, "batch_size": 2, "steps": 3, "val_every": 3,
+                            "optimizer": {"name": "adamw", "lr": 1e-3},
+                            "schedule": {"name": "constant"}, "tensorboard": False}, f)
+    context().barrier()
+    result = train("seg_ce", dataset=data, val_dataset=data, recipe=recipe, out_dir=f"{out}/run",
+                   method_config=SegCE.tiny_config(), progress=False)
+    print(json.dumps({"rank": context().rank, "steps": result.steps}))
+""")
+
+
+def test_data_parallel_training_with_two_processes(tmp_path):
+    make_folder_dataset(tmp_path / "data", n_tampered=4, n_authentic=3)
+    script = tmp_path / "train_child.py"
+    script.write_text(TRAIN_CHILD)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), str(tmp_path / "data"), str(tmp_path)]
+    proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in reports) == [0, 1] and {r["steps"] for r in reports} == {3}
+    steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if "val" not in s] == [1, 2, 3]  # one writer, no duplicates
+    sidecar = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert sidecar["finished"] and sidecar["images_seen"] == 3 * 2 * 2  # 2 ranks x batch 2
+    assert sidecar["world_size"] == 2
+
+
+def test_stream_positions_deal_the_single_process_stream_to_ranks():
+    from itertools import islice
+
+    from imlbench.benchmark.train_data import StreamPositions
+
+    one = list(islice(iter(StreamPositions(12)), 24))
+    ranks = [list(islice(iter(StreamPositions(12, r, 2, block=3)), 12)) for r in (0, 1)]
+    assert sorted(ranks[0] + ranks[1]) == one
+    assert ranks[0][:3] == [12, 13, 14] and ranks[1][:3] == [15, 16, 17]

@@ -232,7 +232,8 @@ def ensure_checkpoint(method: str, protocol: str = "synthetic", *, device: str =
     log(f"No trained checkpoint of {method!r} for protocol {protocol!r}: training one now on "
         f"{train_set.name!r} with the {recipe!r} recipe (seed {seed}).")
     result = train(method, dataset=train_set, val_dataset=val_set, recipe=recipe, seed=seed,
-                   resume=True, device=device, method_config=config, protocol=spec.name)
+                   resume=True, device=device, method_config=config, protocol=spec.name,
+                   data_parallel=False)  # under torchrun only rank 0 gets here; the others wait
     return result.best_checkpoint
 
 

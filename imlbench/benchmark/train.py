@@ -36,6 +36,7 @@ import imlbench
 from imlbench.progress import progress_bar
 from imlbench.benchmark.checkpoints import (config_hash, load_state, method_dir,
                                             read_sidecar, save_state, save_weights)
+from imlbench.benchmark import distributed
 from imlbench.benchmark.device import amp_dtype, autocast, resolve_device
 from imlbench.benchmark.runner import evaluate_method, shape_for_policy
 from imlbench.benchmark.train_data import StreamPositions, TrainDataset
@@ -216,7 +217,7 @@ def train(method: str, *, dataset: str | Dataset = "synth-train",
           steps: int | None = None, seed: int = 0, resume: bool = False, device: str = "auto",
           out_dir: Path | None = None, stage: str | None = None, method_config: dict | None = None,
           progress: bool = True, protocol: str | None = None,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, data_parallel: bool = True) -> TrainResult:
     """Train ``method`` on ``dataset``, validating on ``val_dataset``; return its checkpoints.
 
     ``out_dir``: the run directory (default: the checkpoint cache, under ``protocol`` — by
@@ -225,12 +226,20 @@ def train(method: str, *, dataset: str | Dataset = "synth-train",
     ``resume``: continue the run in the run directory from its last saved step (a finished
     run is returned as it is); without it an existing run is an error, never overwritten.
     ``stop_after``: stop (saving everything) once this many optimizer steps are done overall.
+
+    Under ``torchrun`` (and ``data_parallel``) every rank trains the same model on its own
+    micro-batches of the stream and gradients are averaged across ranks (all-reduce), so a
+    step sees ``world_size`` × the recipe's batch (the learning rate is not rescaled);
+    BatchNorm statistics stay per rank. Rank 0 alone validates, logs and writes checkpoints.
+    ``data_parallel=False`` trains in this process only (used when rank 0 trains a missing
+    checkpoint for a distributed evaluation while the other ranks wait).
     """
     cls = METHODS.get(method)
     if not getattr(cls, "trainable", False):
         trainable = [n for n in METHODS.list() if getattr(METHODS.get(n), "trainable", False)]
         raise ValueError(f"method {method!r} is not trainable; trainable methods: {trainable}")
-    dev = resolve_device(device)
+    ctx = distributed.context() if data_parallel else distributed.DistContext()
+    dev = resolve_device(distributed.device_for(ctx, device))
     rcp = load_recipe(recipe, method, steps)
     train_ds, val_ds = _dataset(dataset), _dataset(val_dataset) if val_dataset is not None else None
     config = {**rcp.method, **(method_config or {})}
@@ -247,6 +256,7 @@ def train(method: str, *, dataset: str | Dataset = "synth-train",
         method_dir(protocol or _protocol_of(train_ds.name), method) / config_hash(info))
     paths = _RunPaths(run_dir)
     state = _existing_state(paths, resume)
+    ctx.barrier()  # every rank has looked at the run folder before rank 0 writes into it
     if state is not None and state.get("finished"):
         return _result(paths, state)
 
@@ -256,7 +266,8 @@ def train(method: str, *, dataset: str | Dataset = "synth-train",
         model.load_state_dict(load_file(str(paths.last)))
     info.update(imlbench_version=imlbench.__version__, torch_version=torch.__version__,
                 device=str(dev))
-    loop = _Loop(model, rcp, stages, train_ds, val_ds, dev, paths, info, seed, progress)
+    info["world_size"] = ctx.world_size
+    loop = _Loop(model, rcp, stages, train_ds, val_ds, dev, paths, info, seed, progress, ctx)
     try:
         return loop.run(state, stop_after)
     finally:
@@ -331,13 +342,15 @@ class _Loop:
 
     def __init__(self, model: Method, recipe: Recipe, stages: tuple[str, ...], train_ds: Dataset,
                  val_ds: Dataset | None, device: torch.device, paths: _RunPaths,
-                 info: dict[str, Any], seed: int, progress: bool) -> None:
-        self.model, self.recipe, self.stages = model, recipe, stages
+                 info: dict[str, Any], seed: int, progress: bool,
+                 ctx: distributed.DistContext = distributed.DistContext()) -> None:
+        self.model, self.recipe, self.stages, self.ctx = model, recipe, stages, ctx
+        self.writes = ctx.is_main  # one writer of logs and checkpoints
         self.train_ds, self.device, self.paths = train_ds, device, paths
         self.val_ds = _evenly_spaced(val_ds, recipe.val_max_images) if val_ds else None
         self.info, self.seed, self.progress = info, seed, progress
         self.writer = None
-        if recipe.tensorboard:
+        if recipe.tensorboard and self.writes:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(paths.root / "tb"))
@@ -354,14 +367,17 @@ class _Loop:
         self.best_value = state["best_value"] if state else None
         self.best_val: dict[str, float] = dict(state["best_val"]) if state else {}
         self.started = time.monotonic() - (state.get("train_seconds", 0.0) if state else 0.0)
-        _truncate_log(self.paths.log, self.global_step)
+        if self.writes:
+            _truncate_log(self.paths.log, self.global_step)
+        finished = True
         for index in range(start_stage, len(self.stages)):
             resumed = state if state and index == start_stage else None
             if self._run_stage(index, resumed, stop_after):
-                return _result(self.paths, {"global_step": self.global_step,
-                                            "best_val": self.best_val, "finished": False})
+                finished = False
+                break
+        self.ctx.barrier()  # rank 0's files are complete before anyone reads them
         return _result(self.paths, {"global_step": self.global_step, "best_val": self.best_val,
-                                    "finished": True})
+                                    "finished": finished})
 
     def _enter_stage(self, stage: str) -> None:
         self.model.train()
@@ -390,18 +406,21 @@ class _Loop:
             scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"])
             step = state["step"]
-        per_step = rcp.batch_size * rcp.grad_accum
+        per_step = rcp.batch_size * rcp.grad_accum * self.ctx.world_size
         data = TrainDataset(self.train_ds.samples, rcp.image_size, stable_seed(self.seed, stage),
                             rcp.hflip)
         # A private generator: creating the loader must not draw from the global RNG, or a resumed
         # run would see different dropout masks than the uninterrupted one.
-        loader = DataLoader(data, batch_size=rcp.batch_size, sampler=StreamPositions(step * per_step),
+        positions = StreamPositions(step * per_step, self.ctx.rank, self.ctx.world_size,
+                                    rcp.batch_size)
+        loader = DataLoader(data, batch_size=rcp.batch_size, sampler=positions,
                             num_workers=rcp.num_workers, drop_last=True,
                             generator=torch.Generator().manual_seed(self.seed),
                             pin_memory=self.device.type == "cuda",
                             persistent_workers=rcp.num_workers > 0)
         batches = iter(loader)
-        bar = _progress_bar(rcp.steps, step, f"train {self.info['method']}[{stage}]", self.progress)
+        bar = _progress_bar(rcp.steps, step, f"train {self.info['method']}[{stage}]",
+                            self.progress and self.writes)
         try:
             while step < rcp.steps:
                 lr = opt.param_groups[0]["lr"]  # the LR this step uses
@@ -410,16 +429,18 @@ class _Loop:
                 step += 1
                 self.global_step += 1
                 self.images_seen += per_step
-                self._log_losses(stage, losses, lr, rcp)
+                if self.writes:
+                    self._log_losses(stage, losses, lr, rcp)
                 bar.set_postfix(loss=f"{losses['loss']:.4f}", refresh=False)
                 bar.update(1)
                 last_step = step == rcp.steps
                 stop = stop_after is not None and self.global_step >= stop_after
-                validate = self.val_ds is not None and (
+                validate = self.writes and self.val_ds is not None and (
                     (rcp.val_every and step % rcp.val_every == 0) or (final and last_step))
                 if validate:
                     self._validate(stage, rcp, final)
-                if validate or last_step or stop or (rcp.save_every and step % rcp.save_every == 0):
+                periodic = bool(rcp.save_every) and step % rcp.save_every == 0
+                if self.writes and (validate or last_step or stop or periodic):
                     finished = final and last_step
                     self._save(index, step, opt, sched, scaler, finished)
                 if stop:
@@ -449,12 +470,28 @@ class _Loop:
                         f"loss term {k!r} of {type(self.model).__name__} is {value} at step "
                         f"{self.global_step + 1}; lower the learning rate or check the data")
                 totals[k] = totals.get(k, 0.0) + value / rcp.grad_accum
+        if self.ctx.enabled:
+            totals = self._average_over_ranks(params, totals)
         if rcp.grad_clip:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, rcp.grad_clip)
         scaler.step(opt)
         scaler.update()
         return totals
+
+    def _average_over_ranks(self, params: Sequence[torch.nn.Parameter],
+                            totals: dict[str, float]) -> dict[str, float]:
+        """Mean gradients (in place) and mean loss terms over the ranks of a torchrun."""
+        import torch.distributed as dist
+
+        world = self.ctx.world_size
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad.div_(world)
+        values = torch.tensor(list(totals.values()), dtype=torch.float64, device=self.device)
+        dist.all_reduce(values)
+        return dict(zip(totals, (values / world).tolist()))
 
     def _log_losses(self, stage: str, losses: dict[str, float], lr: float, rcp: Recipe) -> None:
         _append_log(self.paths.log, {"step": self.global_step, "stage": stage, "lr": lr, **losses,

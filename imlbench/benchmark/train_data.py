@@ -66,10 +66,27 @@ class TrainDataset(TorchDataset):
 
 
 class StreamPositions(Sampler[int]):
-    """Positions ``start, start + 1, ...`` without end (the loop decides when to stop)."""
+    """Positions ``start, start + 1, ...`` of the training stream, without end (the loop decides
+    when to stop).
 
-    def __init__(self, start: int = 0) -> None:
-        self.start = start
+    Under data-parallel training (``world_size`` > 1) this rank's share: the stream is cut into
+    blocks of ``block`` positions (one micro-batch) dealt to the ranks in turn, so the ranks
+    together see exactly the positions one process would, ``world_size`` blocks per micro-step.
+    ``start`` counts positions of the whole stream.
+    """
+
+    def __init__(self, start: int = 0, rank: int = 0, world_size: int = 1, block: int = 1) -> None:
+        if world_size > 1 and start % (block * world_size):
+            raise ValueError(f"start {start} must be a multiple of block x world_size")
+        self.start, self.rank, self.world_size, self.block = start, rank, world_size, block
 
     def __iter__(self) -> Iterator[int]:
-        return count(self.start)
+        if self.world_size == 1:
+            return count(self.start)
+        return self._blocks()
+
+    def _blocks(self) -> Iterator[int]:
+        first = self.start // (self.block * self.world_size)
+        for j in count(first):
+            g = j * self.world_size + self.rank
+            yield from range(g * self.block, (g + 1) * self.block)
