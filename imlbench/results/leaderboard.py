@@ -92,6 +92,20 @@ def robustness_table(df: pd.DataFrame, perturbation: str, metric: str = "pixel_f
     return shown.reset_index()
 
 
+def summary_table(df: pd.DataFrame, metric: str = "pixel_f1") -> pd.DataFrame:
+    """Per (method, dataset, perturbation): clean value, mean and worst fraction retained."""
+    from imlbench.results.plots import robustness_summary  # matplotlib only when needed
+
+    s = robustness_summary(df, metric)
+    return pd.DataFrame({
+        "method": s["method"], "dataset": s["dataset"], "perturbation": s["perturbation"],
+        "clean": s["clean"].map(lambda v: fmt(v, np.nan, 1)),
+        "mean retained": [fmt(m, sd, n) for m, sd, n in
+                          zip(s["mean_retained"], s["retained_std"], s["n_checkpoints"])],
+        "min retained": s["min_retained"].map(lambda v: fmt(v, np.nan, 1)),
+        "severities": s["n_severities"].astype(str)})
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return "_no results_"
@@ -107,10 +121,14 @@ def render(df: pd.DataFrame, metric: str = "pixel_f1", metrics: Sequence[str] = 
     parts = [f"## Leaderboard — {metric} (clean)\n", to_markdown(clean_table(df, metric)), ""]
     for ds in sorted(df[df.perturbation == CLEAN].dataset.unique()):
         parts += [f"### {ds}\n", to_markdown(dataset_table(df, ds, metrics)), ""]
-    if robustness:
-        for pert in sorted(p for p in df.perturbation.unique() if p != CLEAN):
+    perturbed = sorted(p for p in df.perturbation.unique() if p != CLEAN)
+    if robustness and perturbed:
+        for pert in perturbed:
             parts += [f"## Robustness — {pert} — {metric}\n",
                       to_markdown(robustness_table(df, pert, metric)), ""]
+        parts += [f"## Robustness summary — {metric}\n", to_markdown(summary_table(df, metric)),
+                  "", "mean retained = mean over the grid's severities of value / clean value, "
+                  "per checkpoint, then averaged (± std over checkpoints); min = worst severity.", ""]
     skipped = skipped_section(df)
     if skipped:
         parts += [skipped, ""]
