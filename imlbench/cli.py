@@ -159,23 +159,20 @@ def to_json(df) -> dict:
 def cmd_score(args: argparse.Namespace) -> int:
     from imlbench.benchmark.score import score_predictions
     from imlbench.datasets import resolve_dataset
-    from imlbench.results.store import ResultRecord, ResultStore, new_run_id, provenance
+    from imlbench.results.store import ResultStore, cell_records, new_run_id, provenance, to_frame
 
     dataset = resolve_dataset(args.dataset)
     res, digest = score_predictions(args.predictions, dataset, resize=args.resize,
                                     include_authentic=args.include_authentic)
-    label = args.name or f"maps:{Path(args.predictions).resolve().name}"
-    run_id = new_run_id()
-    prov = provenance(predictions=str(Path(args.predictions).resolve()), resize=args.resize)
-    records = [ResultRecord(run_id, label, Path(args.predictions).name, digest[:12], dataset.name,
-                            "none", "", metric, float(v), res.n_images, res.n_tampered,
-                            None, "-", provenance=prov) for metric, v in res.metrics.items()]
-    import pandas as pd
-
-    df = pd.DataFrame([r.__dict__ for r in records])
+    pred_dir = Path(args.predictions)
+    records = cell_records(
+        res.metrics, run_id=new_run_id(), method=args.name or f"maps:{pred_dir.resolve().name}",
+        checkpoint=pred_dir.name, checkpoint_sha=digest[:12], dataset=dataset.name,
+        perturbation="none", severity="", n_images=res.n_images, n_tampered=res.n_tampered,
+        device="-", provenance=provenance(predictions=str(pred_dir.resolve()), resize=args.resize))
     if args.results_dir:
         ResultStore(args.results_dir).append(records)
-    return _print_outcome(df, args)
+    return _print_outcome(to_frame(records), args)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -226,17 +223,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         reg = REGISTRIES[kind]
         if len(kinds) > 1:
             print(f"{kind}:")
-        for e in reg.entries(include_test_only=args.all):
-            if fnmatch_ok(e.name, args.pattern):
-                line = f"  {e.name}" if len(kinds) > 1 else e.name
-                print(f"{line:<28} {e.description}" if args.verbose else line)
+        for e in reg.entries(args.pattern, include_test_only=args.all):
+            line = f"  {e.name}" if len(kinds) > 1 else e.name
+            print(f"{line:<28} {e.description}" if args.verbose else line)
     return 0
-
-
-def fnmatch_ok(name: str, pattern: str) -> bool:
-    import fnmatch
-
-    return fnmatch.fnmatchcase(name, pattern)
 
 
 def cmd_data(args: argparse.Namespace) -> int:

@@ -106,8 +106,9 @@ class Registry(Generic[T]):
         return sorted(n for n, e in self._entries.items()
                       if fnmatch.fnmatchcase(n, pattern) and (include_test_only or not e.test_only))
 
-    def entries(self, *, include_test_only: bool = False) -> list[Entry[T]]:
-        return [self._entries[n] for n in self.list(include_test_only=include_test_only)]
+    def entries(self, pattern: str = "*", *, include_test_only: bool = False) -> list[Entry[T]]:
+        """The entries :meth:`list` names, in the same order."""
+        return [self._entries[n] for n in self.list(pattern, include_test_only=include_test_only)]
 
     def __contains__(self, name: object) -> bool:
         self._ensure_loaded()

@@ -18,7 +18,8 @@ from imlbench.datasets import resolve_dataset, test_set_names
 from imlbench.datasets.base import Dataset
 from imlbench.methods.base import Method
 from imlbench.registry import METHODS
-from imlbench.results.store import CELL_COLUMNS, ResultRecord, ResultStore, new_run_id, provenance
+from imlbench.results.store import (ResultRecord, ResultStore, cell_records, new_run_id,
+                                    provenance, to_frame)
 from imlbench.robustness import CLEAN, PerturbationSpec
 
 T = TypeVar("T")
@@ -109,7 +110,8 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                          "data present; build the synthetic one with `imlbench data synth`")
     run_id = ctx.broadcast(run_id or new_run_id())
     dev = str(resolve_device(device))
-    frames, cell_index = [], 0
+    written: list[ResultRecord] = []
+    cell_index = 0
     for name in method_names:
         m = _main_first(ctx, lambda: load(name, checkpoint=checkpoint, config=config,
                                           trust_checkpoint=trust_checkpoint, device=device,
@@ -141,20 +143,18 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                 skipped = sorted((b.sample_id, b.reason) for b in res.skipped)
                 prov = provenance(config=m.config, include_authentic=include_authentic,
                                   world_size=ctx.world_size, skipped=skipped)
-                records = [ResultRecord(run_id, m.label, m.checkpoint, m.checkpoint_sha, dataset.name,
-                                        pert.name, pert.severity, metric, float(value),
-                                        res.n_images, res.n_tampered, seed, dev,
-                                        n_skipped=len(skipped), provenance=prov)
-                           for metric, value in res.metrics.items()]
+                records = cell_records(
+                    res.metrics, run_id=run_id, method=m.label, checkpoint=m.checkpoint,
+                    checkpoint_sha=m.checkpoint_sha, dataset=dataset.name, perturbation=pert.name,
+                    severity=pert.severity, n_images=res.n_images, n_tampered=res.n_tampered,
+                    seed=seed, device=dev, n_skipped=len(skipped), provenance=prov)
                 if store is not None:
                     store.append(records)
-                frames.append(pd.DataFrame([r.__dict__ for r in records]))
+                written.extend(records)
                 if progress:
                     _report_cell(m.label, dataset.name, pert, res.metrics)
     ctx.barrier()  # every cell is in the store before rank 0 renders the leaderboard
-    if not frames:
-        return pd.DataFrame(columns=list(ResultRecord.__dataclass_fields__))
-    return pd.concat(frames, ignore_index=True)
+    return to_frame(written)
 
 
 def _main_first(ctx: distributed.DistContext, build: Callable[[], T]) -> T:
@@ -184,4 +184,4 @@ def _report_cell(method: str, dataset: str, pert: PerturbationSpec, metrics: dic
     print(f"[imlbench] {method} on {dataset} ({pert.label()}): {json.dumps(short)}", file=sys.stderr)
 
 
-__all__ = ["evaluate", "load", "method_label", "expand_datasets", "LoadedMethod", "CELL_COLUMNS"]
+__all__ = ["evaluate", "load", "method_label", "expand_datasets", "LoadedMethod"]

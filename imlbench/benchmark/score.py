@@ -16,10 +16,9 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from imlbench.benchmark.runner import CellResult, prediction_names
-from imlbench.datasets.base import Dataset, load_mask
+from imlbench.datasets.base import Dataset, load_mask, open_decoded
 from imlbench.metrics import MetricSuite, ScoredImage
 
 MAP_SUFFIXES = (".npy", ".png", ".tif", ".tiff")
@@ -53,7 +52,7 @@ def read_map(path: Path) -> np.ndarray:
                              f"{arr.dtype} {arr.shape}")
         arr = arr.astype(np.float32)
     else:
-        with Image.open(path) as im:
+        with open_decoded(path, "prediction map") as im:
             raw = np.asarray(im)
         if raw.ndim == 3:
             raise ScoreError(f"{path}: prediction maps must be single-channel (got {raw.shape}); "
@@ -94,7 +93,7 @@ def score_predictions(pred_dir: str | Path, dataset: Dataset, *, resize: bool = 
         path = maps[stem]
         digest.update(stem.encode() + path.read_bytes())
         prob = read_map(path)
-        with Image.open(sample.image_path) as im:
+        with open_decoded(sample.image_path, "image") as im:  # errors name the file
             w, h = im.size
         mask = load_mask(sample, (h, w))
         if prob.shape != mask.shape:

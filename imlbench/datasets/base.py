@@ -100,7 +100,7 @@ def load_image(path: str | Path) -> np.ndarray:
     stored pixel array, so rotating only the image (or trusting a tag on one of the two files)
     would misalign them.
     """
-    with _opened(path, "image") as im:
+    with open_decoded(path, "image") as im:
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(im, dtype=np.float64)
             arr = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
@@ -109,7 +109,7 @@ def load_image(path: str | Path) -> np.ndarray:
 
 
 @contextmanager
-def _opened(path: str | Path, what: str) -> Iterator[Image.Image]:
+def open_decoded(path: str | Path, what: str) -> Iterator[Image.Image]:
     """Open and fully decode an image file; every failure is a DatasetError naming the file."""
     path = Path(path)
     try:
@@ -211,7 +211,7 @@ def mask_encoding(name: str) -> MaskEncoding:
 def read_mask_pixels(path: str | Path, channels: Literal["L", "RGB"] = "L") -> np.ndarray:
     """A mask file's raw pixels: ``float64 [H, W]`` grey on 0..255 (16-bit scaled by 1/257)
     for ``"L"``, ``uint8 [H, W, 3]`` for ``"RGB"``. Palette/alpha/RGB files are converted."""
-    with _opened(path, "mask") as im:
+    with open_decoded(path, "mask") as im:
         if channels == "RGB":
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):

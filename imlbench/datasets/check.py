@@ -4,9 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from PIL import Image
-
-from imlbench.datasets.base import (Dataset, DatasetError, Sample, mask_encoding,
+from imlbench.datasets.base import (Dataset, DatasetError, Sample, mask_encoding, open_decoded,
                                    read_mask_pixels)
 
 
@@ -54,11 +52,10 @@ def check_dataset(dataset: Dataset) -> CheckReport:
                        f"{published[0]} / {published[1]}: a partial unpack, or another variant")
     for s in samples:
         try:
-            with Image.open(s.image_path) as im:
-                im.load()
+            with open_decoded(s.image_path, "image") as im:
                 size = im.size
-        except (OSError, SyntaxError, ValueError) as exc:
-            report.add("unreadable image", f"{s.image_path}: {exc}")
+        except DatasetError as exc:  # also decompression bombs, as the runner would see them
+            report.add("unreadable image", str(exc))
             continue
         if s.mask_path is not None:
             _check_mask(s, size, report)

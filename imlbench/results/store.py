@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -52,6 +52,17 @@ class ResultRecord:
     timestamp: float = field(default_factory=time.time)
     provenance: str = ""
     """JSON: package versions, git SHA, host, method config, skipped samples."""
+
+
+def cell_records(metrics: Mapping[str, float], **fields: object) -> list[ResultRecord]:
+    """The records of one evaluated cell: one per metric, sharing every other column."""
+    return [ResultRecord(metric=name, value=float(value), **fields)  # type: ignore[arg-type]
+            for name, value in metrics.items()]
+
+
+def to_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
+    """Records as a DataFrame with ResultRecord's columns (also when there are none)."""
+    return pd.DataFrame([asdict(r) for r in records], columns=list(ResultRecord.__dataclass_fields__))
 
 
 def new_run_id() -> str:
