@@ -29,19 +29,20 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from torch.utils.data import DataLoader
 
 import imlbench
-from imlbench.progress import progress_bar
+from imlbench.benchmark import distributed
 from imlbench.benchmark.checkpoints import (config_hash, load_state, method_dir,
                                             read_sidecar, save_state, save_weights)
-from imlbench.benchmark import distributed
 from imlbench.benchmark.device import amp_dtype, autocast, resolve_device
-from imlbench.benchmark.runner import evaluate_method, shape_for_policy
-from imlbench.benchmark.train_data import StreamPositions, TrainDataset
-from imlbench.datasets.base import Dataset, load_image, load_mask
+from imlbench.benchmark.runner import evaluate_method
+from imlbench.benchmark.train_data import StreamPositions, TrainDataset, load_shaped
+from imlbench.datasets.base import Dataset
 from imlbench.methods.base import InputPolicy, Method
+from imlbench.progress import progress_bar
 from imlbench.registry import METHODS
 from imlbench.seeding import stable_seed
 
@@ -538,12 +539,11 @@ class _Loop:
         was_training = self.model.training
         self.model.eval()
         for s in picked:
-            image = load_image(s.image_path)
-            x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
-            m = torch.from_numpy(load_mask(s, image.shape[:2]))[None].float()
-            x, _, m = shape_for_policy(x, policy, m)
+            x, m = load_shaped(s, policy)
             with torch.inference_mode(), autocast(self.device, rcp.amp):
-                prob = self.model.predict(x[None].to(self.device)).mask_prob[0].float().cpu()
+                prob = self.model.predict(x[None].to(self.device)).mask_prob.float().cpu()
+            # a map may be a fraction of the input's resolution (the runner accepts that)
+            prob = F.interpolate(prob, size=x.shape[-2:], mode="bilinear")[0]
             rows.append(torch.cat([x, m.expand(3, -1, -1), prob.expand(3, -1, -1)], dim=-1))
         self.model.train(was_training)
         return torch.stack(rows)

@@ -22,6 +22,16 @@ from imlbench.methods.base import InputPolicy
 from imlbench.seeding import rng_for
 
 
+def load_shaped(sample: Sample, policy: InputPolicy) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode a sample and shape it as the evaluation runner does: image float [3, h, w] in
+    [0, 1] and mask float [1, h, w] in {0, 1}, both after ``policy``."""
+    image = load_image(sample.image_path)
+    x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+    m = torch.from_numpy(load_mask(sample, image.shape[:2]))[None].float()
+    x, _, m = shape_for_policy(x, policy, m)
+    return x, m
+
+
 class TrainDataset(TorchDataset):
     """``__getitem__(position)`` → ``{"image": float [3,S,S] in [0,1], "mask": float [1,S,S]
     in {0,1}, "label": long []}``.
@@ -54,11 +64,7 @@ class TrainDataset(TorchDataset):
         epoch, k = divmod(int(position), len(self.samples))
         index = int(self.order(epoch)[k])
         s = self.samples[index]
-        image = load_image(s.image_path)
-        mask = load_mask(s, image.shape[:2])
-        x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
-        m = torch.from_numpy(mask)[None].float()
-        x, _, m = shape_for_policy(x, self.policy, m)
+        x, m = load_shaped(s, self.policy)
         if self.hflip and rng_for(self.seed, "flip", epoch, index).random() < 0.5:
             x, m = x.flip(-1), m.flip(-1)
         return {"image": x.contiguous(), "mask": m.contiguous(),
