@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from imlbench.benchmark.train import (RECIPES_DIR, build_optimizer, load_recipe, lr_factor,
                                       recipe_names, train)
 from imlbench.benchmark.train_data import TrainDataset
+from imlbench.methods.ncl import NCL
 from imlbench.methods.seg_ce import SegCE
 from tests.helpers import make_folder_dataset
 
@@ -40,23 +41,33 @@ def data(tmp_path_factory):
             make_folder_dataset(root / "val", n_tampered=3, n_authentic=1, seed=1))
 
 
-def test_resumed_run_reproduces_uninterrupted_loss_curve(tmp_path, data):
+# NCL's alternating pivot depends on the step: resuming after an odd number of steps must
+# continue on the second branch, not restart on the first.
+RESUMABLE = {"seg_ce": TINY, "ncl": {**NCL.tiny_config(), "pivot": "alternate", "switch_every": 1}}
+
+
+@pytest.mark.parametrize("method", list(RESUMABLE))
+def test_resumed_run_reproduces_uninterrupted_loss_curve(tmp_path, data, method):
     train_ds, val_ds = data
     recipe = write_recipe(tmp_path / "r.yaml", tensorboard=True)
-    kw = dict(dataset=train_ds, val_dataset=val_ds, recipe=recipe, method_config=TINY,
+    kw = dict(dataset=train_ds, val_dataset=val_ds, recipe=recipe, method_config=RESUMABLE[method],
               seed=3, progress=False)
-    full = train("seg_ce", out_dir=tmp_path / "full", **kw)
+    full = train(method, out_dir=tmp_path / "full", **kw)
     assert full.finished and full.steps == 6
 
-    part = train("seg_ce", out_dir=tmp_path / "part", stop_after=4, **kw)
-    assert not part.finished and part.steps == 4
+    part = train(method, out_dir=tmp_path / "part", stop_after=3, **kw)
+    assert not part.finished and part.steps == 3
     with open(tmp_path / "part" / "log.jsonl", "a") as f:  # a step logged after the last save
-        f.write(json.dumps({"step": 5, "stage": "main", "lr": 0.0, "loss": 123.0}) + "\n")
-    resumed = train("seg_ce", out_dir=tmp_path / "part", resume=True, **kw)
+        f.write(json.dumps({"step": 4, "stage": "main", "lr": 0.0, "loss": 123.0}) + "\n")
+    resumed = train(method, out_dir=tmp_path / "part", resume=True, **kw)
 
     assert resumed.finished and resumed.steps == 6
     assert [s for s, _ in losses(tmp_path / "part")] == [1, 2, 3, 4, 5, 6]
     assert losses(tmp_path / "part") == losses(tmp_path / "full")  # exact, dropout included
+    if method == "ncl":
+        lines = [json.loads(ln) for ln in (tmp_path / "part" / "log.jsonl").read_text().splitlines()]
+        branches = [[k for k in r if k.startswith("supcon_")] for r in lines if "loss" in r]
+        assert branches == [["supcon_tampered"], ["supcon_authentic"]] * 3
     a, b = load_file(str(full.last_checkpoint)), load_file(str(resumed.last_checkpoint))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.best_val == full.best_val and set(full.best_val) >= {"pixel_f1", "pixel_auc"}

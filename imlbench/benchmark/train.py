@@ -425,6 +425,7 @@ class _Loop:
         try:
             while step < rcp.steps:
                 lr = opt.param_groups[0]["lr"]  # the LR this step uses
+                self.model.step_in_stage = step
                 losses = self._optimizer_step(batches, opt, scaler, rcp, params)
                 sched.step()
                 step += 1
