@@ -298,7 +298,16 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from imlbench.benchmark.train import train
 
-    result = train(args.method, dataset=args.dataset, val_dataset=args.val_dataset,
+    if args.protocol and args.dataset:
+        raise ValueError(f"give --protocol (its training split, sampling and validation) or "
+                         f"--dataset, not both (got --protocol {args.protocol} --dataset {args.dataset})")
+    if args.protocol:
+        from imlbench.datasets.protocols import load_protocol
+
+        dataset = load_protocol(args.protocol)
+    else:
+        dataset = args.dataset or "synth-train"
+    result = train(args.method, dataset=dataset, val_dataset=args.val_dataset,
                    recipe=args.recipe, steps=args.steps, seed=args.seed, resume=args.resume,
                    device=args.device, stage=args.stage, method_config=dict(args.config) or None,
                    out_dir=Path(args.out_dir) if args.out_dir else None, progress=not args.quiet)
@@ -387,8 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a method (checkpoints under the data home)")
     p.add_argument("--method", required=True)
-    p.add_argument("--dataset", default="synth-train")
-    p.add_argument("--val-dataset", default="synth-val")
+    p.add_argument("--dataset", help="training set: registered name or path (default synth-train)")
+    p.add_argument("--protocol", help="train on a protocol's training split with its sampling "
+                                      "(cat: balanced draws per set) and validation split")
+    p.add_argument("--val-dataset", default="auto",
+                   help="validation set (default: the protocol's, else synth-val)")
+    _data_root(p)
     p.add_argument("--recipe", default="quick", help="quick (CPU, minutes) | paper (published, GPU)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int, default=0)

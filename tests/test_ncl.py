@@ -106,7 +106,8 @@ def test_gradients_reach_both_branches_and_the_network() -> None:
 def test_alternate_pivot_switches_branch_and_consistency_still_trains_both() -> None:
     m = build(pivot="alternate", switch_every=2)
     active = []
-    for _ in range(4):
+    for step in range(4):
+        m.step_in_stage = step  # what the training loop sets
         m.zero_grad()
         terms = m.loss(make_batch(square_mask()))
         terms["loss"].backward()

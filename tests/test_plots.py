@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from imlbench.results.leaderboard import RETAINED_MIN_CLEAN
 from imlbench.results.plots import plot_robustness, robustness_summary
 
 
@@ -58,10 +59,14 @@ def test_summary_hand_computed():
     assert ncl.retained_std == pytest.approx(pd.Series([seed0, seed1]).std(ddof=1))
     assert ncl.min_retained == pytest.approx((0.5 + 0.5) / 2)
     assert ncl.clean == pytest.approx(0.65) and ncl.n_checkpoints == 2
+    drops = [0.8 - (0.6 + 0.4) / 2, 0.5 - (0.5 + 0.25) / 2]
+    assert ncl.mean_drop == pytest.approx(sum(drops) / 2)
+    assert ncl.drop_std == pytest.approx(pd.Series(drops).std(ddof=1))
+    assert ela.mean_drop == pytest.approx(0.2) and math.isnan(ela.drop_std)
     assert summary_row(summary, "ela", "columbia", "resize+jpeg").mean_retained == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("clean_value", [0.0, float("nan"), None])
+@pytest.mark.parametrize("clean_value", [0.0, 0.012, float("nan"), None])
 def test_summary_undefined_clean_gives_nan(clean_value):
     cells = [("m", "-", "d", "jpeg", "90", 0.3), ("m", "-", "d", "jpeg", "50", 0.2)]
     if clean_value is not None:
@@ -69,6 +74,16 @@ def test_summary_undefined_clean_gives_nan(clean_value):
     row = robustness_summary(records(cells), "pixel_f1").iloc[0]
     assert math.isnan(row.mean_retained) and math.isnan(row.min_retained)
     assert row.mean_value == pytest.approx(0.25)
+    # the absolute drop needs only a clean value: 0.012 -> 0.25 is a drop of -0.238
+    if clean_value is None or math.isnan(clean_value):
+        assert math.isnan(row.mean_drop)
+    else:
+        assert row.mean_drop == pytest.approx(clean_value - 0.25)
+
+
+def test_summary_retained_starts_at_the_documented_floor():
+    cells = [("m", "-", "d", "none", "", RETAINED_MIN_CLEAN), ("m", "-", "d", "jpeg", "90", 0.025)]
+    assert robustness_summary(records(cells), "pixel_f1").iloc[0].mean_retained == pytest.approx(0.5)
 
 
 def test_summary_a_nan_severity_is_not_skipped():

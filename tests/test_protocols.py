@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from imlbench.benchmark.evaluate import evaluate
 from imlbench.benchmark.runner import EvalDataset
+from imlbench.cli import main
 from imlbench.datasets import catalog
 from imlbench.datasets.base import Sample
 from imlbench.datasets.protocols import (ProtocolError, Sampling, ValHoldout, list_protocols,
@@ -142,24 +145,23 @@ def test_mvss_runs_end_to_end_on_replicas(root):
             assert 0.0 <= cell[metric] <= 1.0, (name, metric, cell[metric])
 
 
-def test_mvss_trains_a_tiny_model_then_tests_on_all_five(root, tmp_path, capsys):
-    """`imlbench run --protocol mvss` with no checkpoint: trains on the CASIAv2 replica (val = its
-    hold-out), then evaluates on the five test replicas and prints the leaderboard."""
-    import yaml
-
-    from imlbench.cli import main
-
-    for name in MVSS_SETS:
-        BUILDERS[name](root, defects=False)
+def tiny_training(tmp_path: Path) -> list[str]:
+    """CLI options training a tiny seg_ce for 2 steps of 2 images at 32² on CPU."""
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump({
         "image_size": 32, "batch_size": 2, "steps": 2, "optimizer": {"name": "adamw", "lr": 1e-3},
         "schedule": {"name": "constant"}, "val_batch_size": 4, "tensorboard": False}))
-    tiny = ["--config", "backbone=resnet10t", "--config", "input_size=32",
-            "--config", "decoder_channels=16"]
-    assert main(["run", "--method", "seg_ce", "--protocol", "mvss", "--recipe", str(recipe),
-                 "--device", "cpu", "--workers", "0", "--quiet", "--results-dir",
-                 str(tmp_path / "res"), *tiny]) == 0
+    return ["--recipe", str(recipe), "--device", "cpu", "--quiet", "--config", "backbone=resnet10t",
+            "--config", "input_size=32", "--config", "decoder_channels=16"]
+
+
+def test_mvss_trains_a_tiny_model_then_tests_on_all_five(root, tmp_path, capsys):
+    """`imlbench run --protocol mvss` with no checkpoint: trains on the CASIAv2 replica (val = its
+    hold-out), then evaluates on the five test replicas and prints the leaderboard."""
+    for name in MVSS_SETS:
+        BUILDERS[name](root, defects=False)
+    assert main(["run", "--method", "seg_ce", "--protocol", "mvss", *tiny_training(tmp_path),
+                 "--workers", "0", "--results-dir", str(tmp_path / "res")]) == 0
     out = capsys.readouterr().out
     assert "training one now on 'mvss-train'" in out
     assert "## Leaderboard" in out
@@ -167,7 +169,7 @@ def test_mvss_trains_a_tiny_model_then_tests_on_all_five(root, tmp_path, capsys)
         assert f"### {name}" in out
 
 
-def test_cat_reads_benco_json_lists_under_the_data_root(root):
+def test_cat_reads_benco_json_lists_under_the_data_root(root, tmp_path, capsys):
     for name in ("casia2", "imd2020"):
         BUILDERS[name](root, defects=False)
     fake, orig = root / "IMD2020" / "z5" / "00022_fake.jpg", root / "IMD2020" / "z5" / "00022_orig.jpg"
@@ -185,3 +187,11 @@ def test_cat_reads_benco_json_lists_under_the_data_root(root):
     epoch = cat.epoch_samples(epoch=0, seed=0, parts=parts)
     assert len(epoch) == 7 * 1840 and epoch != cat.epoch_samples(epoch=1, seed=0, parts=parts)
     assert Counter(s.source.split("/")[0] for s in epoch[:1840]) == {"casia2": 1840}
+
+    # training on the protocol draws the same number from each of its 7 sets per epoch
+    assert main(["train", "--method", "seg_ce", "--protocol", "cat", *tiny_training(tmp_path)]) == 0
+    best = Path(capsys.readouterr().out.splitlines()[0].removeprefix("best checkpoint: "))
+    info = json.loads(best.with_suffix(".json").read_text())
+    assert info["sampling"] == {"mode": "balanced", "per_dataset": 1840, "replacement": True}
+    assert (info["dataset"], info["val_dataset"]) == ("cat-train", "cat-val")
+    assert best.parent.parent.parent.name == "cat"

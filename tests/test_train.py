@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 from imlbench.benchmark.train import (RECIPES_DIR, build_optimizer, load_recipe, lr_factor,
                                       recipe_names, train)
 from imlbench.benchmark.train_data import TrainDataset
+from imlbench.datasets.protocols import Protocol, Sampling
+from imlbench.methods.ncl import NCL
 from imlbench.methods.seg_ce import SegCE
 from tests.helpers import make_folder_dataset
 
@@ -40,23 +42,33 @@ def data(tmp_path_factory):
             make_folder_dataset(root / "val", n_tampered=3, n_authentic=1, seed=1))
 
 
-def test_resumed_run_reproduces_uninterrupted_loss_curve(tmp_path, data):
+# NCL's alternating pivot depends on the step: resuming after an odd number of steps must
+# continue on the second branch, not restart on the first.
+RESUMABLE = {"seg_ce": TINY, "ncl": {**NCL.tiny_config(), "pivot": "alternate", "switch_every": 1}}
+
+
+@pytest.mark.parametrize("method", list(RESUMABLE))
+def test_resumed_run_reproduces_uninterrupted_loss_curve(tmp_path, data, method):
     train_ds, val_ds = data
     recipe = write_recipe(tmp_path / "r.yaml", tensorboard=True)
-    kw = dict(dataset=train_ds, val_dataset=val_ds, recipe=recipe, method_config=TINY,
+    kw = dict(dataset=train_ds, val_dataset=val_ds, recipe=recipe, method_config=RESUMABLE[method],
               seed=3, progress=False)
-    full = train("seg_ce", out_dir=tmp_path / "full", **kw)
+    full = train(method, out_dir=tmp_path / "full", **kw)
     assert full.finished and full.steps == 6
 
-    part = train("seg_ce", out_dir=tmp_path / "part", stop_after=4, **kw)
-    assert not part.finished and part.steps == 4
+    part = train(method, out_dir=tmp_path / "part", stop_after=3, **kw)
+    assert not part.finished and part.steps == 3
     with open(tmp_path / "part" / "log.jsonl", "a") as f:  # a step logged after the last save
-        f.write(json.dumps({"step": 5, "stage": "main", "lr": 0.0, "loss": 123.0}) + "\n")
-    resumed = train("seg_ce", out_dir=tmp_path / "part", resume=True, **kw)
+        f.write(json.dumps({"step": 4, "stage": "main", "lr": 0.0, "loss": 123.0}) + "\n")
+    resumed = train(method, out_dir=tmp_path / "part", resume=True, **kw)
 
     assert resumed.finished and resumed.steps == 6
     assert [s for s, _ in losses(tmp_path / "part")] == [1, 2, 3, 4, 5, 6]
     assert losses(tmp_path / "part") == losses(tmp_path / "full")  # exact, dropout included
+    if method == "ncl":
+        lines = [json.loads(ln) for ln in (tmp_path / "part" / "log.jsonl").read_text().splitlines()]
+        branches = [[k for k in r if k.startswith("supcon_")] for r in lines if "loss" in r]
+        assert branches == [["supcon_tampered"], ["supcon_authentic"]] * 3
     a, b = load_file(str(full.last_checkpoint)), load_file(str(resumed.last_checkpoint))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.best_val == full.best_val and set(full.best_val) >= {"pixel_f1", "pixel_auc"}
@@ -125,7 +137,7 @@ def test_optimizer_custom_keys_set_per_parameter_lr_and_decay():
 def test_training_stream_is_stateless_and_seeded(data):
     train_ds, _ = data
     n = len(train_ds)
-    a, b = TrainDataset(train_ds.samples, 16, seed=1), TrainDataset(train_ds.samples, 16, seed=1)
+    a, b = TrainDataset([train_ds.samples], 16, seed=1), TrainDataset([train_ds.samples], 16, seed=1)
     for pos in (3 * n + 2, 0, n + 1):  # any order, any instance (worker): same item
         x, y = a[pos], b[pos]
         assert torch.equal(x["image"], y["image"]) and torch.equal(x["mask"], y["mask"])
@@ -133,16 +145,54 @@ def test_training_stream_is_stateless_and_seeded(data):
     assert item["image"].shape == (3, 16, 16) and item["image"].dtype == torch.float32
     assert item["mask"].shape == (1, 16, 16) and set(item["mask"].unique().tolist()) <= {0.0, 1.0}
     assert item["label"].dtype == torch.long
-    epochs = [[a.order(e).tolist()] for e in range(4)]
+    epochs = [[a.epoch(e)[1].tolist()] for e in range(4)]
     assert all(sorted(o[0]) == list(range(n)) for o in epochs) and len({str(o) for o in epochs}) > 1
-    other = TrainDataset(train_ds.samples, 16, seed=2)
-    assert [other.order(e).tolist() for e in range(4)] != [o[0] for o in epochs]
+    other = TrainDataset([train_ds.samples], 16, seed=2)
+    assert [other.epoch(e)[1].tolist() for e in range(4)] != [o[0] for o in epochs]
     # flips: some positions are mirrored copies of the unflipped item
-    plain = TrainDataset(train_ds.samples, 16, seed=1, hflip=False)
+    plain = TrainDataset([train_ds.samples], 16, seed=1, hflip=False)
     flipped = [not torch.equal(a[p]["image"], plain[p]["image"]) for p in range(2 * n)]
     assert any(flipped) and not all(flipped)
     for p in (i for i, f in enumerate(flipped) if f):
         assert torch.equal(a[p]["image"], plain[p]["image"].flip(-1))
+
+
+def test_balanced_stream_draws_the_same_number_from_each_set(data):
+    train_ds, val_ds = data  # 7 and 4 samples: balanced epochs weigh them the same
+    balanced = Sampling("balanced", per_dataset=5, replacement=True)
+    stream = TrainDataset([train_ds.samples, val_ds.samples], 16, seed=1, sampling=balanced)
+    assert len(stream) == 10
+    for epoch in range(3):
+        samples, order = stream.epoch(epoch)
+        assert sorted(order.tolist()) == list(range(10))
+        from_val = sum(s in val_ds.samples for s in samples)
+        assert from_val == 5, f"epoch {epoch}: {from_val} of 10 samples from the second set"
+    assert stream.epoch(0)[0] != stream.epoch(1)[0]  # a fresh draw per epoch
+    again = TrainDataset([train_ds.samples, val_ds.samples], 16, seed=1, sampling=balanced)
+    assert torch.equal(again[13]["image"], stream[13]["image"])  # stateless: same item anywhere
+
+
+def test_training_on_a_balanced_protocol(tmp_path, data, monkeypatch):
+    """A protocol's balanced sampling reaches the training stream and the run's identity."""
+    monkeypatch.setenv("IMLBENCH_HOME", str(tmp_path / "home"))
+    train_ds, val_ds = data
+    test_set = make_folder_dataset(tmp_path / "test", n_tampered=1, n_authentic=1, seed=2)
+    first, second, val = (str(Path(d.samples[0].image_path).parent.parent)  # <root>/Tp/x.png
+                          for d in (train_ds, val_ds, test_set))
+    protocol = Protocol("two-sets", "", train=(first, second), val=(val,),
+                        test=(str(tmp_path / "elsewhere"),),
+                        sampling=Sampling("balanced", per_dataset=3, replacement=True))
+    seen: list[int] = []
+    real_getitem = TrainDataset.__getitem__
+    monkeypatch.setattr(TrainDataset, "__getitem__",
+                        lambda self, p: seen.append(len(self)) or real_getitem(self, p))
+    result = train("seg_ce", dataset=protocol, recipe=write_recipe(tmp_path / "r.yaml"),
+                   method_config=TINY, progress=False)
+    assert result.finished and set(seen) == {6}  # epochs of 2 x 3 draws, not 7 + 4 samples
+    info = json.loads((result.run_dir / "last.json").read_text())
+    assert info["sampling"] == {"mode": "balanced", "per_dataset": 3, "replacement": True}
+    assert info["val_dataset"] == val  # the protocol's validation split
+    assert result.run_dir.parent.parent.name == "two-sets"
 
 
 def test_nonfinite_loss_stops_training(tmp_path, data, monkeypatch):

@@ -218,21 +218,16 @@ def ensure_checkpoint(method: str, protocol: str = "synthetic", *, device: str =
     from imlbench.datasets.protocols import entry_available, load_protocol
 
     spec = load_protocol(protocol)
-    if spec.sampling.mode != "concat":
-        raise ValueError(f"protocol {protocol!r} draws balanced samples per epoch, which the "
-                         "training loop does not implement yet; train on its sets with "
-                         "`imlbench train --dataset ...` and pass --checkpoint")
     missing = [e for e in (*spec.train, *(spec.val or ())) if not entry_available(e)]
     if missing:
         raise ValueError(f"no trained checkpoint of {method!r} for protocol {protocol!r}, and its "
                          f"training data {missing} is not under the data root (--data-root or "
                          f"$IMLBENCH_DATA); unpack it, or pass a trained model with --checkpoint")
     recipe = recipe or default_recipe(device)
-    train_set, val_set = spec.train_dataset(), spec.val_dataset()
     log(f"No trained checkpoint of {method!r} for protocol {protocol!r}: training one now on "
-        f"{train_set.name!r} with the {recipe!r} recipe (seed {seed}).")
-    result = train(method, dataset=train_set, val_dataset=val_set, recipe=recipe, seed=seed,
-                   resume=True, device=device, method_config=config, protocol=spec.name,
+        f"{spec.train_dataset().name!r} with the {recipe!r} recipe (seed {seed}).")
+    result = train(method, dataset=spec, recipe=recipe, seed=seed, resume=True, device=device,
+                   method_config=config,
                    data_parallel=False)  # under torchrun only rank 0 gets here; the others wait
     return result.best_checkpoint
 

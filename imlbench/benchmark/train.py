@@ -41,6 +41,7 @@ from imlbench.benchmark.device import amp_dtype, autocast, resolve_device
 from imlbench.benchmark.runner import evaluate_method
 from imlbench.benchmark.train_data import StreamPositions, TrainDataset, load_shaped
 from imlbench.datasets.base import Dataset
+from imlbench.datasets.protocols import Protocol, Sampling
 from imlbench.methods.base import InputPolicy, Method
 from imlbench.progress import progress_bar
 from imlbench.registry import METHODS
@@ -213,16 +214,19 @@ class TrainResult:
     """False when ``stop_after`` ended the run early (resume it with ``resume=True``)."""
 
 
-def train(method: str, *, dataset: str | Dataset = "synth-train",
-          val_dataset: str | Dataset | None = "synth-val", recipe: str | Path = "quick",
+def train(method: str, *, dataset: str | Dataset | Protocol = "synth-train",
+          val_dataset: str | Dataset | None = "auto", recipe: str | Path = "quick",
           steps: int | None = None, seed: int = 0, resume: bool = False, device: str = "auto",
           out_dir: Path | None = None, stage: str | None = None, method_config: dict | None = None,
           progress: bool = True, protocol: str | None = None,
           stop_after: int | None = None, data_parallel: bool = True) -> TrainResult:
     """Train ``method`` on ``dataset``, validating on ``val_dataset``; return its checkpoints.
 
+    ``dataset``: a dataset, or a :class:`Protocol` whose training sets are drawn per epoch as
+    its ``sampling`` says (CAT-Net's balanced draws included). ``val_dataset``: ``"auto"`` =
+    the protocol's validation split for a protocol, else ``synth-val``; ``None``: no validation.
     ``out_dir``: the run directory (default: the checkpoint cache, under ``protocol`` — by
-    default the protocol whose training split ``dataset`` is, else the dataset's name).
+    default the protocol given or whose training split ``dataset`` is, else the dataset's name).
     ``stage``: train only that stage (default: all of ``Method.stages`` in order).
     ``resume``: continue the run in the run directory from its last saved step (a finished
     run is returned as it is); without it an existing run is an error, never overwritten.
@@ -242,7 +246,8 @@ def train(method: str, *, dataset: str | Dataset = "synth-train",
     ctx = distributed.context() if data_parallel else distributed.DistContext()
     dev = resolve_device(distributed.device_for(ctx, device))
     rcp = load_recipe(recipe, method, steps)
-    train_ds, val_ds = _dataset(dataset), _dataset(val_dataset) if val_dataset is not None else None
+    source = _TrainingSource.of(dataset, val_dataset)
+    train_ds, val_ds = source.train, source.val
     config = {**rcp.method, **(method_config or {})}
     seed_everything(seed)
     model: Method = METHODS.build(method, **config).to(dev)
@@ -253,8 +258,11 @@ def train(method: str, *, dataset: str | Dataset = "synth-train",
     info = {"method": method, "config": config, "method_config": method_config or {},
             "recipe": dataclasses.asdict(rcp), "seed": seed, "dataset": train_ds.name,
             "val_dataset": val_ds.name if val_ds else None, "stages": list(stages)}
+    if source.sampling.mode != "concat":  # absent for concat, so older runs keep their hashes
+        info["sampling"] = dataclasses.asdict(source.sampling)
     run_dir = Path(out_dir) if out_dir is not None else (
-        method_dir(protocol or _protocol_of(train_ds.name), method) / config_hash(info))
+        method_dir(protocol or source.protocol or _protocol_of(train_ds.name), method)
+        / config_hash(info))
     paths = _RunPaths(run_dir)
     state = _existing_state(paths, resume)
     ctx.barrier()  # every rank has looked at the run folder before rank 0 writes into it
@@ -268,7 +276,7 @@ def train(method: str, *, dataset: str | Dataset = "synth-train",
     info.update(imlbench_version=imlbench.__version__, torch_version=torch.__version__,
                 device=str(dev))
     info["world_size"] = ctx.world_size
-    loop = _Loop(model, rcp, stages, train_ds, val_ds, dev, paths, info, seed, progress, ctx)
+    loop = _Loop(model, rcp, stages, source, dev, paths, info, seed, progress, ctx)
     try:
         return loop.run(state, stop_after)
     finally:
@@ -322,6 +330,30 @@ def _dataset(ref: str | Path | Dataset) -> Dataset:
     return resolve_dataset(ref)
 
 
+@dataclass(frozen=True)
+class _TrainingSource:
+    """What a run reads: the training sets (``parts``) and how an epoch is drawn from them,
+    ``train`` (all of them as one dataset, for its name) and the validation set."""
+
+    train: Dataset
+    parts: tuple[Dataset, ...]
+    sampling: Sampling
+    val: Dataset | None
+    protocol: str | None = None
+
+    @classmethod
+    def of(cls, dataset: str | Dataset | Protocol,
+           val_dataset: str | Dataset | None) -> "_TrainingSource":
+        if isinstance(dataset, Protocol):
+            val = dataset.val_dataset() if val_dataset == "auto" else (
+                None if val_dataset is None else _dataset(val_dataset))
+            return cls(dataset.train_dataset(), tuple(dataset.train_parts()), dataset.sampling,
+                       val, dataset.name)
+        train_ds = _dataset(dataset)
+        val_ref = "synth-val" if val_dataset == "auto" else val_dataset
+        return cls(train_ds, (train_ds,), Sampling(), None if val_ref is None else _dataset(val_ref))
+
+
 def _protocol_of(train_dataset: str) -> str:
     """The protocol training on ``train_dataset``, else the dataset name made folder-safe
     (a dataset given by path must not lead outside the checkpoint cache)."""
@@ -341,14 +373,14 @@ def _evenly_spaced(ds: Dataset, n: int | None) -> Dataset:
 class _Loop:
     """State of one ``train`` call; ``run`` walks the stages, ``close`` releases the writer."""
 
-    def __init__(self, model: Method, recipe: Recipe, stages: tuple[str, ...], train_ds: Dataset,
-                 val_ds: Dataset | None, device: torch.device, paths: _RunPaths,
+    def __init__(self, model: Method, recipe: Recipe, stages: tuple[str, ...],
+                 source: _TrainingSource, device: torch.device, paths: _RunPaths,
                  info: dict[str, Any], seed: int, progress: bool,
                  ctx: distributed.DistContext = distributed.DistContext()) -> None:
         self.model, self.recipe, self.stages, self.ctx = model, recipe, stages, ctx
         self.writes = ctx.is_main  # one writer of logs and checkpoints
-        self.train_ds, self.device, self.paths = train_ds, device, paths
-        self.val_ds = _evenly_spaced(val_ds, recipe.val_max_images) if val_ds else None
+        self.source, self.device, self.paths = source, device, paths
+        self.val_ds = _evenly_spaced(source.val, recipe.val_max_images) if source.val else None
         self.info, self.seed, self.progress = info, seed, progress
         self.writer = None
         if recipe.tensorboard and self.writes:
@@ -408,8 +440,8 @@ class _Loop:
             set_rng_state(state["rng"])
             step = state["step"]
         per_step = rcp.batch_size * rcp.grad_accum * self.ctx.world_size
-        data = TrainDataset(self.train_ds.samples, rcp.image_size, stable_seed(self.seed, stage),
-                            rcp.hflip)
+        data = TrainDataset([part.samples for part in self.source.parts], rcp.image_size,
+                            stable_seed(self.seed, stage), rcp.hflip, self.source.sampling)
         # A private generator: creating the loader must not draw from the global RNG, or a resumed
         # run would see different dropout masks than the uninterrupted one.
         positions = StreamPositions(step * per_step, self.ctx.rank, self.ctx.world_size,
@@ -425,6 +457,7 @@ class _Loop:
         try:
             while step < rcp.steps:
                 lr = opt.param_groups[0]["lr"]  # the LR this step uses
+                self.model.step_in_stage = step
                 losses = self._optimizer_step(batches, opt, scaler, rcp, params)
                 sched.step()
                 step += 1

@@ -1,10 +1,13 @@
 """Training data: an endless, stateless stream of resized, flipped samples.
 
-Item ``p`` of the stream is sample ``order(epoch)[k]`` with ``epoch, k = divmod(p, n)``, where
-``order(epoch)`` is a permutation seeded by ``(seed, epoch)`` and the flip by
-``(seed, epoch, index)``. Nothing depends on worker count or on what came before, so a run
-resumed at optimizer step ``s`` simply starts reading at position ``s × batch × accumulation``
-and sees exactly the data the uninterrupted run would have seen.
+Item ``p`` of the stream is sample ``order(epoch)[k]`` of that epoch's samples, with
+``epoch, k = divmod(p, n)``. An epoch's samples are drawn from the training sets by a
+:class:`~imlbench.datasets.protocols.Sampling` seeded by ``(seed, epoch)`` (``concat``: every
+sample once; ``balanced``: CAT-Net's fixed number per set), ``order(epoch)`` is a permutation
+seeded by ``(seed, epoch)`` and the flip by ``(seed, epoch, index)``. Nothing depends on worker
+count or on what came before, so a run resumed at optimizer step ``s`` simply starts reading at
+position ``s × batch × accumulation`` and sees exactly the data the uninterrupted run would have
+seen.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from torch.utils.data import Sampler
 
 from imlbench.benchmark.runner import shape_for_policy
 from imlbench.datasets.base import Sample, load_image, load_mask
+from imlbench.datasets.protocols import Sampling
 from imlbench.methods.base import InputPolicy
 from imlbench.seeding import rng_for
 
@@ -36,34 +40,44 @@ class TrainDataset(TorchDataset):
     """``__getitem__(position)`` → ``{"image": float [3,S,S] in [0,1], "mask": float [1,S,S]
     in {0,1}, "label": long []}``.
 
-    Images are resized exactly as the evaluation runner resizes them (bilinear, antialiased
-    when shrinking; masks nearest), so training and test inputs match.
+    ``parts``: the sample lists of the training sets (one set: ``[samples]``), drawn from per
+    epoch by ``sampling``. Images are resized exactly as the evaluation runner resizes them
+    (bilinear, antialiased when shrinking; masks nearest), so training and test inputs match.
     """
 
-    def __init__(self, samples: Sequence[Sample], size: int, seed: int, hflip: bool = True) -> None:
-        if not samples:
+    def __init__(self, parts: Sequence[Sequence[Sample]], size: int, seed: int,
+                 hflip: bool = True, sampling: Sampling = Sampling()) -> None:
+        self.parts = [list(part) for part in parts]
+        if not any(self.parts):
             raise ValueError("the training dataset has no samples")
-        self.samples = list(samples)
         self.policy = InputPolicy("resize", size)
         self.seed = seed
         self.hflip = hflip
-        self._order_epoch, self._order = -1, np.arange(0)
+        self.sampling = sampling
+        self._epoch = -1
+        self._samples: list[Sample] = []
+        self._order = np.arange(0)
 
     def __len__(self) -> int:
         """Samples per epoch (the stream itself is endless)."""
-        return len(self.samples)
+        if self.sampling.mode == "balanced":
+            return len(self.parts) * int(self.sampling.per_dataset)
+        return sum(len(part) for part in self.parts)
 
-    def order(self, epoch: int) -> np.ndarray:
-        """Sample indices in the order of ``epoch`` (cached: positions arrive in order)."""
-        if self._order_epoch != epoch:
-            self._order = rng_for(self.seed, "order", epoch).permutation(len(self.samples))
-            self._order_epoch = epoch
-        return self._order
+    def epoch(self, epoch: int) -> tuple[list[Sample], np.ndarray]:
+        """The samples of ``epoch`` and the order they are read in (cached: positions arrive
+        in order, so each epoch is drawn once per worker)."""
+        if self._epoch != epoch:
+            self._samples = self.sampling.epoch(self.parts, epoch, self.seed)
+            self._order = rng_for(self.seed, "order", epoch).permutation(len(self._samples))
+            self._epoch = epoch
+        return self._samples, self._order
 
     def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
-        epoch, k = divmod(int(position), len(self.samples))
-        index = int(self.order(epoch)[k])
-        s = self.samples[index]
+        epoch, k = divmod(int(position), len(self))
+        samples, order = self.epoch(epoch)
+        index = int(order[k])
+        s = samples[index]
         x, m = load_shaped(s, self.policy)
         if self.hflip and rng_for(self.seed, "flip", epoch, index).random() < 0.5:
             x, m = x.flip(-1), m.flip(-1)

@@ -73,6 +73,12 @@ class Method(nn.Module):
         if stage not in self.stages:
             raise ValueError(f"{type(self).__name__} has stages {self.stages}, got {stage!r}")
 
+    step_in_stage: int = 0
+    """0-based optimizer step of the current stage that the next ``loss()`` calls belong to.
+    The training loop sets it before every step (all micro-batches of a gradient-accumulation
+    step share it), from its checkpointed counter, so step-dependent losses (NCL's alternating
+    pivot) continue where they stopped when a run resumes."""
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer updates in the current stage (default: all requiring grad)."""
         return [p for p in self.parameters() if p.requires_grad]

@@ -77,7 +77,8 @@ class NCLConfig:
     switching every ``switch_every`` steps — the literal reading of "constantly switch".
     Default ``both``: it needs no schedule and gives every step the same objective."""
     switch_every: int = 1
-    """Steps per branch when ``pivot="alternate"`` (the counter restarts with the process)."""
+    """Optimizer steps per branch when ``pivot="alternate"`` (counted by the training loop's
+    ``step_in_stage``, so a resumed run continues on the right branch)."""
     patch_size: int | None = None
     """Side of a square patch in input pixels (a multiple of the feature stride 4). ``None``:
     ``input_size / 16`` rounded down to a multiple of 4 (at least 4), i.e. a 16×16 grid — 32
@@ -175,7 +176,6 @@ class NCL(SegCE):
             for role in CONTOUR_BRANCHES[cfg.contour]:
                 self.heads[role] = projection_head(channels, cfg.proj_hidden or channels,
                                                    cfg.proj_dim)
-        self._steps = 0  # training steps seen, for pivot="alternate"
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
@@ -196,8 +196,6 @@ class NCL(SegCE):
             if "pivot" in contrast:
                 total = total + self.config.consistency_weight * contrast["pivot"]
             terms.update(contrast)
-        if self.training:
-            self._steps += 1
         terms["loss"] = total
         return terms
 
@@ -221,7 +219,7 @@ class NCL(SegCE):
 
         roles = list(self.heads)
         if cfg.pivot == "alternate" and len(roles) == 2:
-            roles = [roles[(self._steps // cfg.switch_every) % 2]]
+            roles = [roles[(self.step_in_stage // cfg.switch_every) % 2]]
         terms = {f"supcon_{role}": supcon_loss(
             embeddings[role], contrast_targets(patch_class, role), cfg.temperature)
             for role in roles}

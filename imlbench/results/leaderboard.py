@@ -17,6 +17,9 @@ from tabulate import tabulate
 DEFAULT_METRICS = ("pixel_f1", "pixel_f1_best", "pixel_iou", "pixel_auc", "pixel_fpr_authentic",
                    "image_auc", "image_bacc")
 CLEAN = "none"
+RETAINED_MIN_CLEAN = 0.05
+"""Smallest clean value with a retained fraction: a ratio of near-zero scores is noise (an F1
+of 0.012 clean and 0.4 perturbed would read as 34× "retained")."""
 
 
 def severity_key(sev: str) -> tuple:
@@ -103,6 +106,8 @@ def summary_table(df: pd.DataFrame, metric: str = "pixel_f1") -> pd.DataFrame:
         "mean retained": [fmt(m, sd, n) for m, sd, n in
                           zip(s["mean_retained"], s["retained_std"], s["n_checkpoints"])],
         "min retained": s["min_retained"].map(lambda v: fmt(v, np.nan, 1)),
+        "mean drop": [fmt(m, sd, n) for m, sd, n in
+                      zip(s["mean_drop"], s["drop_std"], s["n_checkpoints"])],
         "severities": s["n_severities"].astype(str)})
 
 
@@ -128,7 +133,10 @@ def render(df: pd.DataFrame, metric: str = "pixel_f1", metrics: Sequence[str] = 
                       to_markdown(robustness_table(df, pert, metric)), ""]
         parts += [f"## Robustness summary — {metric}\n", to_markdown(summary_table(df, metric)),
                   "", "mean retained = mean over the grid's severities of value / clean value, "
-                  "per checkpoint, then averaged (± std over checkpoints); min = worst severity.", ""]
+                  "per checkpoint, then averaged (± std over checkpoints); min = worst severity; "
+                  f"n/a when the clean value is below {RETAINED_MIN_CLEAN} (a ratio of noise). "
+                  "mean drop = clean value − mean over the severities, per checkpoint, then "
+                  "averaged.", ""]
     skipped = skipped_section(df)
     if skipped:
         parts += [skipped, ""]

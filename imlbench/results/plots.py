@@ -7,10 +7,14 @@ are averaged, as in the leaderboard; a cell recorded twice is an error, never av
 **Retained** (per checkpoint, severity ``s``): ``value(s) / clean``, with ``clean`` the same
 checkpoint's value on the same dataset's clean cell. ``mean_retained`` is the mean over the
 severities present in the records (the grid that was run) of that ratio, then the mean over
-checkpoints. It is NaN when the clean value is missing, NaN or 0 (nothing to retain), or when
-any severity's value is NaN: a hole never silently raises or lowers the average. Values above
-1 mean the perturbation helped. For lower-is-better metrics (``pixel_fpr_authentic``) the ratio
-is a growth factor, not a retained fraction.
+checkpoints. It is NaN when the clean value is missing, NaN or below
+:data:`RETAINED_MIN_CLEAN` (nothing to retain, or a ratio of noise), or when any severity's
+value is NaN: a hole never silently raises or lowers the average. Values above 1 mean the
+perturbation helped. For lower-is-better metrics (``pixel_fpr_authentic``) the ratio is a
+growth factor, not a retained fraction.
+
+**Drop** (per checkpoint): ``clean - mean over severities of value(s)``, then the mean over
+checkpoints; defined whenever the clean value is, so it is the number to read for weak methods.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
 from imlbench.registry import PERTURBATIONS
-from imlbench.results.leaderboard import CLEAN, severity_key
+from imlbench.results.leaderboard import CLEAN, RETAINED_MIN_CLEAN, severity_key
 from imlbench.robustness import format_severity
 
 REQUIRED_COLUMNS = ("method", "checkpoint", "dataset", "perturbation", "severity", "metric", "value")
@@ -34,18 +38,20 @@ MAX_PANELS_PER_ROW = 3
 def robustness_summary(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (method, dataset, perturbation) with ``clean``, ``mean_value``,
     ``mean_retained`` (± ``retained_std`` over checkpoints, ddof=1), ``min_retained`` (worst
-    severity, averaged over checkpoints), ``n_severities`` and ``n_checkpoints``."""
+    severity, averaged over checkpoints), ``mean_drop`` (± ``drop_std``), ``n_severities`` and
+    ``n_checkpoints``."""
     rows = _metric_rows(df, metric)
     ratios = _with_retained(rows)
     per_ckpt = ratios.groupby(["method", "dataset", "perturbation", "ckpt"], sort=True).agg(
         clean=("clean", "first"), mean_value=("value", _mean_or_nan),
         mean_retained=("retained", _mean_or_nan), min_retained=("retained", _min_or_nan),
         n_severities=("severity", "nunique"))
+    per_ckpt["drop"] = per_ckpt["clean"] - per_ckpt["mean_value"]
     summary = per_ckpt.groupby(["method", "dataset", "perturbation"], sort=True).agg(
         clean=("clean", _mean_or_nan), mean_value=("mean_value", _mean_or_nan),
-        mean_retained=("mean_retained", _mean_or_nan),
-        retained_std=("mean_retained", lambda v: v.std(ddof=1) if len(v) > 1 else np.nan),
-        min_retained=("min_retained", _mean_or_nan), n_severities=("n_severities", "max"),
+        mean_retained=("mean_retained", _mean_or_nan), retained_std=("mean_retained", _std),
+        min_retained=("min_retained", _mean_or_nan), mean_drop=("drop", _mean_or_nan),
+        drop_std=("drop", _std), n_severities=("n_severities", "max"),
         n_checkpoints=("clean", "size"))
     return summary.reset_index()
 
@@ -99,7 +105,7 @@ def _with_retained(rows: pd.DataFrame) -> pd.DataFrame:
     perturbed = rows[rows.perturbation != CLEAN]
     out = perturbed.merge(clean.rename(columns={"value": "clean"}),
                           on=["method", "ckpt", "dataset"], how="left")
-    usable = out["clean"].notna() & (out["clean"] != 0)
+    usable = out["clean"].notna() & (out["clean"] >= RETAINED_MIN_CLEAN)
     out["retained"] = np.where(usable, out["value"] / out["clean"].where(usable, 1.0), np.nan)
     return out
 
@@ -111,6 +117,11 @@ def _mean_or_nan(values: pd.Series) -> float:
 
 def _min_or_nan(values: pd.Series) -> float:
     return float(values.min(skipna=False))
+
+
+def _std(values: pd.Series) -> float:
+    """Sample standard deviation over checkpoints (ddof=1); NaN for one checkpoint."""
+    return float(values.std(ddof=1)) if len(values) > 1 else np.nan
 
 
 # -- figures ---------------------------------------------------------------------------------
