@@ -76,6 +76,12 @@ def test_nan_metrics_render_as_na():
     assert "n/a" in leaderboard.to_markdown(leaderboard.clean_table(df))
 
 
+def test_cells_are_rounded_once_and_never_show_negative_zero():
+    assert leaderboard.fmt(-0.0001, np.nan, 1) == "0.000"
+    assert leaderboard.fmt(-0.0006, 0.0004, 3) == "-0.001 ± 0.000 (n=3)"
+    assert leaderboard.fmt(0.12345, np.nan, 1, digits=2) == "0.12"
+
+
 def test_half_written_temp_file_of_a_killed_writer_is_ignored(tmp_path):
     store = ResultStore(tmp_path)
     store.append([rec()])

@@ -44,8 +44,10 @@ def aggregate(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 
 def fmt(mean: float, std: float, n: int, digits: int = 3) -> str:
+    """``mean ± std (n=N)`` for several checkpoints, ``mean`` for one, ``n/a`` for NaN."""
     if pd.isna(mean):
         return "n/a"
+    mean = round(mean, digits) + 0.0  # + 0.0 turns -0.0 into 0.0: no "-0.000" in tables
     if n > 1:
         return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
     return f"{mean:.{digits}f}"
