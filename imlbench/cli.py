@@ -169,7 +169,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         res.metrics, run_id=new_run_id(), method=args.name or f"maps:{pred_dir.resolve().name}",
         checkpoint=pred_dir.name, checkpoint_sha=digest[:12], dataset=dataset.name,
         perturbation="none", severity="", n_images=res.n_images, n_tampered=res.n_tampered,
-        device="-", provenance=provenance(predictions=str(pred_dir.resolve()), resize=args.resize))
+        device="-", provenance=provenance(predictions=str(pred_dir.resolve()), resize=args.resize),
+        dataset_sha=dataset.fingerprint())
     if args.results_dir:
         ResultStore(args.results_dir).append(records)
     return _print_outcome(to_frame(records), args)

@@ -200,3 +200,21 @@ def test_resolve_dataset_unknown_names_and_layouts(tmp_path):
     (tmp_path / "random").mkdir()
     with pytest.raises(DatasetError, match="not a dataset layout"):
         resolve_dataset(tmp_path / "random")
+
+
+def test_fingerprint_follows_the_files_not_their_location(tmp_path):
+    import shutil
+
+    def folder(root: Path) -> Path:
+        _image(root / "Tp" / "a.png"), _mask(root / "Gt" / "a.png"), _image(root / "Au" / "b.png")
+        return root
+
+    first = resolve_dataset(folder(tmp_path / "one")).fingerprint()
+    assert len(first) == 12 and int(first, 16) >= 0
+    shutil.copytree(tmp_path / "one", tmp_path / "copy")
+    assert resolve_dataset(tmp_path / "copy").fingerprint() == first  # same files elsewhere
+    noise = np.random.default_rng(0).integers(0, 255, (4, 6, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "copy" / "Au" / "b.png")  # new pixels, new size
+    assert resolve_dataset(tmp_path / "copy").fingerprint() != first
+    _image(tmp_path / "one" / "Au" / "c.png")  # one more sample
+    assert resolve_dataset(tmp_path / "one").fingerprint() != first

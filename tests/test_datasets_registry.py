@@ -32,6 +32,7 @@ def test_registered_dataset_lists_loadable_samples(name, tiny_synthetic):
     assert samples and dataset.name == name
     assert len({s.sample_id for s in samples}) == len(samples)
     assert DATASETS.build(name).samples == samples  # same records, same order, every time
+    assert DATASETS.build(name).fingerprint() == dataset.fingerprint()  # a stable data version
     labels = {s.label for s in samples}
     picked = [s for s in samples if s.label == 1][: MAX_SAMPLES_LOADED // 2]
     picked += [s for s in samples if s.label == 0][: MAX_SAMPLES_LOADED // 2]

@@ -35,7 +35,7 @@ def test_latest_keeps_newest_value_per_cell(tmp_path):
     store.append([rec(run="new", value=0.9, ts=2.0)])
     latest = store.latest()
     assert len(latest) == 1 and latest.value.iloc[0] == 0.9
-    assert store.done_cells() == {("ela", "-", "d1", "none", "")}
+    assert store.done_cells() == {("ela", "-", "d1", "none", "", "")}  # no fingerprint recorded
 
 
 def test_corrupt_foreign_file_is_not_silently_read(tmp_path):
@@ -74,6 +74,17 @@ def test_render_empty_store_says_how_to_fill_it():
 def test_nan_metrics_render_as_na():
     df = pd.DataFrame([rec(value=float("nan")).__dict__])
     assert "n/a" in leaderboard.to_markdown(leaderboard.clean_table(df))
+
+
+def test_leaderboard_warns_when_scores_come_from_different_dataset_versions():
+    df = pd.DataFrame([{**rec(method=m).__dict__, "dataset_sha": sha}
+                       for m, sha in [("ela", "aaa"), ("ncl", "bbb"), ("mpc", "")]])
+    text = leaderboard.render(df)
+    assert text.startswith("## Warning: scores from different versions of a dataset")
+    assert "- d1: version aaa: ela; version bbb: ncl" in text
+    same = df.assign(dataset_sha="aaa")
+    assert "Warning" not in leaderboard.render(same)
+    assert "Warning" not in leaderboard.render(df.drop(columns="dataset_sha"))  # older stores
 
 
 def test_cells_are_rounded_once_and_never_show_negative_zero():

@@ -7,6 +7,7 @@ import textwrap
 import time
 
 from imlbench.cli import main
+from imlbench.datasets import resolve_dataset
 from imlbench.results import leaderboard
 from imlbench.results.store import CELL_COLUMNS, ResultStore
 from tests.helpers import make_folder_dataset
@@ -57,4 +58,24 @@ def test_sweep_killed_and_rerun_equals_uninterrupted(tmp_path, capsys):
     assert not rows.duplicated(CELL_COLUMNS + ["metric"]).any(), "a cell was stored twice"
     assert len(resumed.done_cells()) == n_cells
     assert leaderboard.render(resumed.latest()) == leaderboard.render(reference)
+    capsys.readouterr()
+
+
+def test_sweep_reevaluates_cells_whose_data_changed(tmp_path, capsys):
+    """A cell stored for an older version of the files is not "done": the sweep scores it again
+    on the current files, and the newest scores replace the old ones in the leaderboard."""
+    data = tmp_path / "data"
+    make_folder_dataset(data, n_tampered=4, n_authentic=2)
+    args = ["sweep", "--method", "ela", "--dataset", str(data), "--perturb", "jpeg:90",
+            "--results-dir", str(tmp_path / "res"), "--workers", "0", "--quiet"]
+    assert main(args) == 0
+    store = ResultStore(tmp_path / "res")
+    first = set(store.load().dataset_sha)
+    assert main(args) == 0 and len(store.load()) == len(store.latest())  # nothing to redo
+
+    make_folder_dataset(data, n_tampered=4, n_authentic=2, seed=5)  # the same names, new pixels
+    assert main(args) == 0
+    latest = store.latest()
+    assert set(store.load().dataset_sha) - first  # scored again, on the new version
+    assert set(latest.dataset_sha) == {resolve_dataset(data).fingerprint()} != first
     capsys.readouterr()

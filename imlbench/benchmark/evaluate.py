@@ -120,7 +120,8 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
             dataset = datasets_by_name[ds_name]
             for pert in perturbations:
                 key = (m.label, m.checkpoint_sha, dataset.name, pert.name, pert.severity)
-                if key in done:
+                # records written before fingerprints existed ("") count as this version
+                if (*key, dataset.fingerprint()) in done or (*key, "") in done:
                     continue
                 cell_index += 1
                 if split == "cells" and (cell_index - 1) % ctx.world_size != ctx.rank:
@@ -147,7 +148,8 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                     res.metrics, run_id=run_id, method=m.label, checkpoint=m.checkpoint,
                     checkpoint_sha=m.checkpoint_sha, dataset=dataset.name, perturbation=pert.name,
                     severity=pert.severity, n_images=res.n_images, n_tampered=res.n_tampered,
-                    seed=seed, device=dev, n_skipped=len(skipped), provenance=prov)
+                    seed=seed, device=dev, n_skipped=len(skipped), provenance=prov,
+                    dataset_sha=dataset.fingerprint())
                 if store is not None:
                     store.append(records)
                 written.extend(records)

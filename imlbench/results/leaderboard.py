@@ -125,7 +125,9 @@ def render(df: pd.DataFrame, metric: str = "pixel_f1", metrics: Sequence[str] = 
     """The full markdown leaderboard: summary, per-dataset detail, robustness tables."""
     if df.empty:
         return "_no results yet: run `imlbench run --method ela --dataset all`_\n"
-    parts = [f"## Leaderboard — {metric} (clean)\n", to_markdown(clean_table(df, metric)), ""]
+    mixed = dataset_versions_section(df)  # first: it changes how every table below reads
+    parts = [mixed] if mixed else []
+    parts += [f"## Leaderboard — {metric} (clean)\n", to_markdown(clean_table(df, metric)), ""]
     for ds in sorted(df[df.perturbation == CLEAN].dataset.unique()):
         parts += [f"### {ds}\n", to_markdown(dataset_table(df, ds, metrics)), ""]
     perturbed = sorted(p for p in df.perturbation.unique() if p != CLEAN)
@@ -145,6 +147,26 @@ def render(df: pd.DataFrame, metric: str = "pixel_f1", metrics: Sequence[str] = 
     parts.append("pixel_f1_best uses a per-image oracle threshold; image scores are the method's "
                  "own, else the max of its map.")
     return "\n".join(parts) + "\n"
+
+
+def dataset_versions_section(df: pd.DataFrame) -> str:
+    """Datasets whose records were scored on different versions of the data (their
+    fingerprints differ): those scores are not comparable, and the leaderboard says so."""
+    if "dataset_sha" not in df.columns:
+        return ""
+    d = df[df.dataset_sha.fillna("") != ""]
+    lines = []
+    for dataset, g in d.groupby("dataset", sort=True):
+        versions = g.groupby("dataset_sha", sort=True)["method"].unique()
+        if len(versions) > 1:
+            lines.append(f"- {dataset}: " + "; ".join(
+                f"version {sha}: {', '.join(sorted(methods))}" for sha, methods in versions.items()))
+    if not lines:
+        return ""
+    return "\n".join(["## Warning: scores from different versions of a dataset\n", *lines, "",
+                      "The files changed between these evaluations (regenerated, re-encoded or "
+                      "partly unpacked). Re-run the older cells on the current data before "
+                      "comparing them.", ""])
 
 
 def skipped_section(df: pd.DataFrame, max_ids: int = 10) -> str:

@@ -52,6 +52,8 @@ class ResultRecord:
     timestamp: float = field(default_factory=time.time)
     provenance: str = ""
     """JSON: package versions, git SHA, host, method config, skipped samples."""
+    dataset_sha: str = ""
+    """:meth:`Dataset.fingerprint` of the data scored (``""`` in records from before it existed)."""
 
 
 def cell_records(metrics: Mapping[str, float], **fields: object) -> list[ResultRecord]:
@@ -126,9 +128,12 @@ class ResultStore:
         return df.drop_duplicates(CELL_COLUMNS + ["metric"], keep="last").reset_index(drop=True)
 
     def done_cells(self) -> set[tuple[str, ...]]:
-        """Cells already stored (for resumable sweeps)."""
+        """Cells already stored, as ``CELL_COLUMNS + [dataset_sha]`` tuples (for resumable
+        sweeps: a cell scored on another version of its dataset is not done)."""
         df = self.load()
-        return set(map(tuple, df[CELL_COLUMNS].astype(str).drop_duplicates().values.tolist()))
+        df["dataset_sha"] = df["dataset_sha"].fillna("")
+        cols = CELL_COLUMNS + ["dataset_sha"]
+        return set(map(tuple, df[cols].astype(str).drop_duplicates().values.tolist()))
 
 
 def provenance(**extra: object) -> str:
