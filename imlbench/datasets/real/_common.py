@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from imlbench.datasets.base import Dataset, DatasetError, Sample
 from imlbench.datasets.formats import _few, list_images
@@ -66,6 +66,15 @@ class Located:
     def rel(self, path: Path) -> str:
         """``path`` relative to the dataset folder, POSIX-style: the sample id."""
         return path.relative_to(self.folder).as_posix()
+
+    def tampered(self, path: Path, mask: Path, source: str,
+                 mask_encoding: str = "binary") -> Sample:
+        """The tampered sample of image ``path`` (id: its path in the dataset folder)."""
+        return Sample(self.rel(path), path, mask, 1, source, mask_encoding)
+
+    def authentic(self, paths: Iterable[Path], dataset: str) -> list[Sample]:
+        """Authentic samples of ``paths`` (no mask; source ``<dataset>/authentic``)."""
+        return [Sample(self.rel(p), p, None, 0, f"{dataset}/authentic") for p in paths]
 
 
 Lister = Callable[[Located, str], Sequence[Sample]]
@@ -184,6 +193,11 @@ def pair_masks(title: str, images: Mapping[str, Path], masks: Mapping[str, Path]
         raise DatasetError(f"{title}: " + "; ".join(parts) + f". Expected mask name: {mask_rule}. "
                            "Restore the missing files or re-unpack the archive")
     return {s: masks[s] for s in images if s in masks}
+
+
+def image_stem_before(suffix: str) -> Callable[[str], str | None]:
+    """For :func:`masks_by_image_stem`: masks named ``<image stem><suffix>``."""
+    return lambda mask_stem: mask_stem[: -len(suffix)] if mask_stem.endswith(suffix) else None
 
 
 def masks_by_image_stem(title: str, masks: Mapping[str, Path],

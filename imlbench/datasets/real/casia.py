@@ -61,12 +61,11 @@ def _lister(title: str, without_mask: tuple[str, ...] = ()) -> Lister:
                                     str(masks_dir))
         paired = pair_masks(title, images, masks, str(masks_dir), "<image stem>_gt.png",
                             known_without_mask=without_mask)
-        samples = [Sample(located.rel(images[stem]), images[stem], mask, 1,
-                          f"{name}/{_kind(stem)}") for stem, mask in paired.items()]
+        samples = [located.tampered(images[stem], mask, f"{name}/{_kind(stem)}")
+                   for stem, mask in paired.items()]
         authentic_dir = located.path("authentic")
         if authentic_dir is not None:
-            samples += [Sample(located.rel(p), p, None, 0, f"{name}/authentic")
-                        for p in image_files(authentic_dir).values()]
+            samples += located.authentic(image_files(authentic_dir).values(), name)
         return samples
     return list_samples
 

@@ -18,13 +18,9 @@ from __future__ import annotations
 
 from imlbench.datasets.base import Sample
 from imlbench.datasets.real._common import (Layout, Located, RealDataset, image_files,
-                                            masks_by_image_stem, pair_masks)
+                                            image_stem_before, masks_by_image_stem, pair_masks)
 
-_EDGEMASK = "_edgemask"
-
-
-def _image_stem_of_mask(mask_stem: str) -> str | None:
-    return mask_stem[: -len(_EDGEMASK)] if mask_stem.endswith(_EDGEMASK) else None
+_image_stem_of_mask = image_stem_before("_edgemask")
 
 
 def _list(located: Located, name: str) -> list[Sample]:
@@ -33,12 +29,11 @@ def _list(located: Located, name: str) -> list[Sample]:
     masks = masks_by_image_stem(COLUMBIA.title, image_files(masks_dir), _image_stem_of_mask,
                                 str(masks_dir))
     paired = pair_masks(COLUMBIA.title, images, masks, str(masks_dir), "<image stem>_edgemask.jpg")
-    samples = [Sample(located.rel(images[stem]), images[stem], mask, 1, f"{name}/splice",
-                      mask_encoding="columbia_edgemask") for stem, mask in paired.items()]
+    samples = [located.tampered(images[stem], mask, f"{name}/splice", "columbia_edgemask")
+               for stem, mask in paired.items()]
     authentic_dir = located.path("authentic")
     if authentic_dir is not None:
-        samples += [Sample(located.rel(p), p, None, 0, f"{name}/authentic")
-                    for p in image_files(authentic_dir).values()]
+        samples += located.authentic(image_files(authentic_dir).values(), name)
     return samples
 
 

@@ -55,9 +55,8 @@ def _list(located: Located, name: str) -> list[Sample]:
     masks = masks_by_image_stem(COVERAGE.title, image_files(masks_dir), _image_stem_of_mask,
                                 str(masks_dir))
     paired = pair_masks(COVERAGE.title, tampered, masks, str(masks_dir), "<N>forged.tif for <N>t.tif")
-    samples = [Sample(located.rel(tampered[s]), tampered[s], mask, 1, f"{name}/copymove")
-               for s, mask in paired.items()]
-    samples += [Sample(located.rel(p), p, None, 0, f"{name}/authentic") for p in authentic.values()]
+    samples = [located.tampered(tampered[s], mask, f"{name}/copymove") for s, mask in paired.items()]
+    samples += located.authentic(authentic.values(), name)
     return samples
 
 

@@ -25,10 +25,10 @@ def _list(located: Located, name: str) -> list[Sample]:
     tampered = {s: p for s, p in images.items() if not s.startswith(_AUTHENTIC_PREFIX)}
     paired = pair_masks(DSO1.title, tampered, image_files(masks_dir), str(masks_dir),
                         "the image's own file name, in DSO-1-Fake-Images-Masks/")
-    samples = [Sample(located.rel(tampered[s]), tampered[s], mask, 1, f"{name}/splice",
-                      mask_encoding="inverted") for s, mask in paired.items()]
-    samples += [Sample(located.rel(p), p, None, 0, f"{name}/authentic")
-                for s, p in images.items() if s.startswith(_AUTHENTIC_PREFIX)]
+    samples = [located.tampered(tampered[s], mask, f"{name}/splice", "inverted")
+               for s, mask in paired.items()]
+    samples += located.authentic(
+        (p for s, p in images.items() if s.startswith(_AUTHENTIC_PREFIX)), name)
     return samples
 
 

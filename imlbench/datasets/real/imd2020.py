@@ -18,13 +18,10 @@ from __future__ import annotations
 
 from imlbench.datasets.base import Sample
 from imlbench.datasets.real._common import (Layout, Located, RealDataset, image_files,
-                                            masks_by_image_stem, pair_masks)
+                                            image_stem_before, masks_by_image_stem, pair_masks)
 
 _MASK = "_mask"
-
-
-def _image_stem_of_mask(stem: str) -> str | None:
-    return stem[: -len(_MASK)] if stem.endswith(_MASK) else None
+_image_stem_of_mask = image_stem_before(_MASK)
 
 
 def _list(located: Located, name: str) -> list[Sample]:
@@ -37,9 +34,9 @@ def _list(located: Located, name: str) -> list[Sample]:
         manipulated = {s: p for s, p in files.items()
                        if s not in originals and not s.endswith(_MASK)}
         paired = pair_masks(IMD2020.title, manipulated, masks, str(folder), "<image stem>_mask.png")
-        samples += [Sample(located.rel(manipulated[s]), manipulated[s], mask, 1, f"{name}/real-life")
+        samples += [located.tampered(manipulated[s], mask, f"{name}/real-life")
                     for s, mask in paired.items()]
-        samples += [Sample(located.rel(p), p, None, 0, f"{name}/authentic") for p in originals.values()]
+        samples += located.authentic(originals.values(), name)
     return samples
 
 

@@ -30,11 +30,10 @@ def _list(located: Located, name: str) -> list[Sample]:
         masks_dir = camera / _MASKS
         masks = image_files(masks_dir) if masks_dir.is_dir() else {}
         paired = pair_masks(KORUS.title, tampered, masks, str(masks_dir), "<name>.PNG, as the forgery")
-        samples += [Sample(located.rel(tampered[s]), tampered[s], mask, 1, f"{name}/realistic",
-                           mask_encoding="korus_3level") for s, mask in paired.items()]
+        samples += [located.tampered(tampered[s], mask, f"{name}/realistic", "korus_3level")
+                    for s, mask in paired.items()]
         if (camera / _PRISTINE).is_dir():
-            samples += [Sample(located.rel(p), p, None, 0, f"{name}/authentic")
-                        for p in image_files(camera / _PRISTINE).values()]
+            samples += located.authentic(image_files(camera / _PRISTINE).values(), name)
     return samples
 
 
