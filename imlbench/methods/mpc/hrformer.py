@@ -18,6 +18,12 @@ behaviour; numerically the same forward pass:
   padded positions take part in attention unmasked, as in the official code;
 * fuse layers upsample coarse branches with nearest ×2^k, then bilinearly (align_corners) to
   the exact size when the input is not a multiple of 32.
+
+Attribution and licence: the architecture follows HRFormer (Yuan et al., NeurIPS 2021;
+github.com/HRNet/HRFormer, MIT License, Copyright (c) 2021 HRT-group) in the variant that MPC's
+official code (github.com/multimediaFor/MPC, which ships a copy of it and has no licence file)
+trains. This module is written independently — no upstream code was copied — and was checked
+against the official forward pass only numerically. See ``NOTICE``.
 """
 from __future__ import annotations
 
