@@ -453,7 +453,7 @@ class _Loop:
                             persistent_workers=rcp.num_workers > 0)
         batches = iter(loader)
         bar = _progress_bar(rcp.steps, step, f"train {self.info['method']}[{stage}]",
-                            self.progress and self.writes)
+                            self.progress and self.writes, per_step)
         try:
             while step < rcp.steps:
                 lr = opt.param_groups[0]["lr"]  # the LR this step uses
@@ -628,5 +628,6 @@ def _truncate_log(path: Path, global_step: int) -> None:
         path.write_text("".join(ln + "\n" for ln in lines))
 
 
-def _progress_bar(total: int, initial: int, desc: str, enabled: bool):
-    return progress_bar(total=total, initial=initial, desc=desc, unit="step", enabled=enabled)
+def _progress_bar(total: int, initial: int, desc: str, enabled: bool, images_per_step: int):
+    return progress_bar(total=total, initial=initial, desc=desc, unit="step", enabled=enabled,
+                        images_per_step=images_per_step)
