@@ -27,7 +27,7 @@ def inputs_for(name: str, policy: InputPolicy) -> tuple[torch.Tensor, torch.Tens
     (exactly uint8 / 255) and ``masks float32 [B, 1, H, W]`` in {0, 1} (a rectangle)."""
     if policy.mode == "native":  # odd sizes, not multiples of 8 or 32
         b, h, w = 1, 45, 58
-    elif policy.mode == "resize":
+    elif policy.mode in ("resize", "canvas"):  # a canvas reaches predict at its full size
         b, h, w = 2, policy.size, policy.size
     else:
         b, h, w = 2, policy.multiple, 2 * policy.multiple

@@ -24,82 +24,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
-from torch import nn
 
+from imlbench.errors import CheckpointError, CheckpointNotFoundError
 from imlbench.paths import checkpoints_dir
+from imlbench.weights import (CLASSIFIER_PREFIXES, TRUST_HINT, UntrustedCheckpointError,  # noqa: F401
+                              file_sha256, load_pretrained, read_state_dict)
 
 if TYPE_CHECKING:
     from imlbench.methods.base import Method
 
-TRUST_HINT = ("Pass --trust-checkpoint (trust_checkpoint=True) only for files you trust: "
-              "unpickling can run arbitrary code.")
 SIDECAR_KEY = "imlbench"
-
-
-class UntrustedCheckpointError(pickle.UnpicklingError):
-    """A ``.pth`` file needs pickled code to load and the caller did not opt in to trusting it."""
-
-
-# -- reading ------------------------------------------------------------------------------
-def read_state_dict(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
-    """Read a weights file to a (possibly nested) dict of tensors.
-
-    ``.safetensors`` files hold tensors only. Anything else is read with ``torch.load`` and
-    ``weights_only=True`` (tensors, containers and plain numbers), unless ``trust`` is set.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as exc:
-        raise UntrustedCheckpointError(
-            f"{path} needs pickled code to load (torch.load(weights_only=True) refused it: "
-            f"{str(exc).splitlines()[0]}). {TRUST_HINT}") from exc
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, expected a dict of tensors "
-                         "(a state_dict)")
-    return state
-
-
-CLASSIFIER_PREFIXES = ("fc.", "head.fc.", "classifier.")
-"""ImageNet checkpoints carry a classification head that a features-only encoder lacks."""
-
-
-def load_pretrained(module: nn.Module, path: str | Path,
-                    ignore_prefixes: tuple[str, ...] = CLASSIFIER_PREFIXES) -> None:
-    """Load an ImageNet checkpoint of the same architecture into a backbone ``module``.
-
-    ``path``: ``.safetensors`` or a ``.pth`` read with ``weights_only=True``. Wrappers
-    (``{"state_dict": ...}``, ``{"model": ...}``) and a DataParallel ``module.`` prefix are
-    accepted and keys under ``ignore_prefixes`` dropped; any other mismatch is an error.
-    """
-    state = read_state_dict(path)
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    state = {k.removeprefix("module."): v for k, v in state.items()
-             if not k.removeprefix("module.").startswith(ignore_prefixes)}
-    hint = (f"Point the weights path at an ImageNet checkpoint of the same backbone "
-            f"({type(module).__name__}).")
-    try:
-        missing, unexpected = module.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatch
-        raise ValueError(f"weights file {path} does not fit the backbone: {exc}. {hint}") from exc
-    if missing or unexpected:
-        raise ValueError(f"weights file {path} does not match the backbone: {len(missing)} missing "
-                         f"keys (e.g. {missing[:3]}), {len(unexpected)} unexpected keys "
-                         f"(e.g. {unexpected[:3]}). {hint}")
 
 
 def read_sidecar(weights: str | Path) -> dict[str, Any] | None:
@@ -163,12 +102,8 @@ def method_dir(protocol: str, method: str) -> Path:
 
 
 def checkpoint_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (recorded with every result as its provenance)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex SHA-256 of a checkpoint file (or folder) — recorded with every result as provenance."""
+    return file_sha256(path)
 
 
 def find_checkpoint(method: str, protocol: str = "synthetic", recipe: str | None = None,
@@ -220,7 +155,7 @@ def ensure_checkpoint(method: str, protocol: str = "synthetic", *, device: str =
     spec = load_protocol(protocol)
     missing = [e for e in (*spec.train, *(spec.val or ())) if not entry_available(e)]
     if missing:
-        raise ValueError(f"no trained checkpoint of {method!r} for protocol {protocol!r}, and its "
+        raise CheckpointError(f"no trained checkpoint of {method!r} for protocol {protocol!r}, and its "
                          f"training data {missing} is not under the data root (--data-root or "
                          f"$IMLBENCH_DATA); unpack it, or pass a trained model with --checkpoint")
     recipe = recipe or default_recipe(device)
@@ -234,34 +169,38 @@ def ensure_checkpoint(method: str, protocol: str = "synthetic", *, device: str =
 
 def load_method(name: str, checkpoint: str | Path | None = None, *, trust_checkpoint: bool = False,
                 config: dict | None = None) -> Method:
-    """Build method ``name`` from ``METHODS`` and load ``checkpoint`` (eval mode).
+    """Build method ``name`` from ``METHODS`` and load ``checkpoint`` strictly (eval mode).
 
-    The constructor config is the checkpoint's sidecar config (when present) updated with
-    ``config``. A method class may define ``convert_state_dict(state) -> state`` (classmethod)
-    to map the keys of official third-party checkpoints onto its own.
+    A file imlbench wrote (its sidecar says so) loads as saved, with the sidecar's config updated
+    by ``config``. Any other file or folder — an official release — goes through the class's
+    :meth:`~imlbench.methods.base.Method.read_official_checkpoint`, which unwraps the official
+    container and maps its names onto the method's modules.
     """
     from imlbench.registry import METHODS
 
     kwargs = dict(config or {})
     state = None
     if checkpoint is not None:
-        info = read_sidecar(checkpoint)
+        checkpoint = Path(checkpoint).expanduser()
+        if not checkpoint.exists():
+            raise CheckpointNotFoundError(f"checkpoint not found: {checkpoint}")
+        info = read_sidecar(checkpoint) if checkpoint.is_file() else None
         if info is not None:
             if info.get("method") != name:
-                raise ValueError(f"checkpoint {checkpoint} was trained for method "
+                raise CheckpointError(f"checkpoint {checkpoint} was trained for method "
                                  f"{info.get('method')!r}, not {name!r}")
             kwargs = {**info.get("config", {}), **kwargs}
-        state = read_state_dict(checkpoint, trust=trust_checkpoint)
+            state = read_state_dict(checkpoint, trust=trust_checkpoint)
+        else:
+            state = METHODS.get(name).read_official_checkpoint(checkpoint, trust=trust_checkpoint)
     method = METHODS.build(name, **kwargs)
     if state is not None:
-        convert = getattr(type(method), "convert_state_dict", None)
-        state = convert(state) if convert is not None else state
         try:
             method.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             problems = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
             more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-            raise ValueError(f"checkpoint {checkpoint} does not fit method {name!r} built with "
+            raise CheckpointError(f"checkpoint {checkpoint} does not fit method {name!r} built with "
                              f"config {kwargs}: {'; '.join(problems[:3])}{more}. Pass the config "
                              "it was trained with (its .json sidecar lists it).") from exc
     return method.eval()

@@ -4,16 +4,17 @@ One cell = (method, dataset, perturbation). For each sample the loop
 
 1. decodes the image (``uint8 [H, W, 3]``) and its mask at the ground-truth size ``[H, W]``;
 2. applies the perturbation (seeded by the sample id, so workers and ranks agree);
-3. shapes the image by the method's :class:`InputPolicy` (resize / pad / native);
+3. shapes the image by the method's :class:`InputPolicy` (resize / pad / canvas / native, with
+   the policy's resampling kernel: :mod:`imlbench.methods.resample`);
 4. calls ``method.predict`` under ``torch.inference_mode`` (autocast on CUDA);
-5. maps ``mask_prob`` back: crops padding, then resizes bilinearly to the ground-truth
-   ``[H, W]`` — metrics are always computed at the original resolution, never the network's;
+5. maps ``mask_prob`` back: crops padding, then resizes with the policy's ``output_kernel`` to
+   the ground-truth ``[H, W]`` — metrics are always computed at the original resolution, never
+   the network's;
 6. image score = the method's own ``image_score``, else the max of the map at ground-truth
    resolution (the documented rule, used by image AUC/accuracy/F1).
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +28,15 @@ from torch.utils.data import Dataset as TorchDataset
 
 from imlbench.benchmark.device import autocast, resolve_device
 from imlbench.datasets.base import Dataset, DatasetError, Sample, load_image, load_mask
+from imlbench.errors import ImlbenchError
 from imlbench.methods.base import InputPolicy, Method, Prediction
+from imlbench.methods.resample import resize_maps, shape_for_policy
 from imlbench.metrics import MetricSuite, ScoredImage
 from imlbench.progress import progress_bar
 from imlbench.robustness import CLEAN, PerturbationSpec
 
 
-class PredictionError(RuntimeError):
+class PredictionError(ImlbenchError, RuntimeError):
     """A method returned something the contract forbids (wrong shape, NaN, out of range)."""
 
 
@@ -46,7 +49,9 @@ def default_workers() -> int:
 class EvalItem:
     """One sample ready for ``predict``. ``image``: float32 [3, h, w] in [0, 1] (after perturbation
     and input policy); ``mask``: bool [H, W] at ground-truth size; ``crop``: (h, w) of the valid
-    region inside a padded image; ``input_mask`` [1, h, w] only for ground-truth sanity methods."""
+    region inside a padded image; ``covers``: fraction (fy, fx) of the picture that region shows
+    from the top-left (below 1 only for a canvas that cuts oversized pictures); ``input_mask``
+    [1, h, w] only for ground-truth sanity methods."""
 
     sample_id: str
     image: torch.Tensor
@@ -54,6 +59,7 @@ class EvalItem:
     label: int
     crop: tuple[int, int]
     input_mask: torch.Tensor | None = None
+    covers: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass
@@ -87,43 +93,13 @@ class EvalDataset(TorchDataset):
             # traceback; the main process decides between failing and skipping
             return BadSample(s.sample_id, str(exc))
         image = self.perturbation.apply(image, s.sample_id)
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
         m = torch.from_numpy(mask)
         input_mask = None
         if self.with_input_mask:  # the oracle sees the mask in the geometry of its input
-            input_mask = _resize(m[None, None].float(), x.shape[-2:], "nearest")[0]
-        x, crop, input_mask = shape_for_policy(x, self.policy, input_mask)
-        return EvalItem(s.sample_id, x, m, s.label, crop, input_mask)
-
-
-def shape_for_policy(x: torch.Tensor, policy: InputPolicy, input_mask: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, tuple[int, int], torch.Tensor | None]:
-    """Apply an input policy to ``x`` [3, h, w]; returns (image, valid (h, w) to crop back, mask)."""
-    h, w = x.shape[-2:]
-    if policy.mode == "resize":
-        size = (policy.size, policy.size)
-        x = _resize(x[None], size, "bilinear")[0].clamp_(0, 1)
-        if input_mask is not None:
-            input_mask = _resize(input_mask[None], size, "nearest")[0]
-        return x, size, input_mask
-    if policy.mode == "pad":
-        ph = math.ceil(h / policy.multiple) * policy.multiple - h
-        pw = math.ceil(w / policy.multiple) * policy.multiple - w
-        x = F.pad(x, (0, pw, 0, ph))
-        if input_mask is not None:
-            input_mask = F.pad(input_mask, (0, pw, 0, ph))
-        return x, (h, w), input_mask
-    return x, (h, w), input_mask
-
-
-def _resize(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
-    size = (int(size[0]), int(size[1]))
-    if tuple(x.shape[-2:]) == size:
-        return x
-    if mode == "nearest":
-        return F.interpolate(x, size=size, mode="nearest")
-    # antialias when shrinking so downscaled inputs are not aliased (matches PIL/OpenCV area-like output)
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            input_mask = resize_maps(m[None, None].float(), image.shape[:2], "nearest")[0]
+        shaped = shape_for_policy(image, self.policy, input_mask)
+        return EvalItem(s.sample_id, shaped.image, m, s.label, shaped.valid, shaped.mask,
+                        shaped.covers)
 
 
 def collate(items: list) -> list:
@@ -140,11 +116,13 @@ def batches_of(items: list[EvalItem]) -> Iterable[list[EvalItem]]:
 
 def predict_batch(method: Method, items: list[EvalItem], device: torch.device,
                   amp: bool = True) -> list[ScoredImage]:
-    """Run one group of equal-shaped items through ``method`` and score-ready outputs."""
+    """Run one group of equal-shaped items through ``method``; score-ready outputs at
+    ground-truth size (extra maps, when the method gives any, in ``ScoredImage.extra_maps``)."""
     x = torch.stack([it.image for it in items]).to(device, non_blocking=True)
     masks = None
     if method.needs_ground_truth:
         masks = torch.stack([it.input_mask for it in items]).to(device)
+    kernel = method.input_policy.output_kernel
     with torch.inference_mode():
         with autocast(device, amp):
             pred = method.predict(x, masks=masks) if masks is not None else method.predict(x)
@@ -152,12 +130,27 @@ def predict_batch(method: Method, items: list[EvalItem], device: torch.device,
         probs = pred.mask_prob.float()
         out = []
         for i, it in enumerate(items):
-            prob = crop_to_valid(probs[i], it.crop, x.shape[-2:])
-            prob = _resize(prob[None], tuple(it.mask.shape), "bilinear")[0, 0].clamp(0, 1)
-            prob_np = prob.cpu().numpy().astype(np.float32, copy=False)
-            score = float(pred.image_score[i]) if pred.image_score is not None else float(prob_np.max())
-            out.append(ScoredImage(it.sample_id, prob_np, it.mask.numpy(), it.label, score))
+            prob = to_ground_truth(probs[i], it, x.shape[-2:], kernel)
+            score = float(pred.image_score[i]) if pred.image_score is not None else float(prob.max())
+            extras = {name: to_ground_truth(extra[i].float(), it, x.shape[-2:], kernel)
+                      for name, extra in pred.extra_maps.items()}
+            out.append(ScoredImage(it.sample_id, prob, it.mask.numpy(), it.label, score, extras))
     return out
+
+
+def to_ground_truth(prob: torch.Tensor, item: EvalItem, input_hw: Sequence[int],
+                    kernel: str) -> np.ndarray:
+    """A map ``[1, h', w']`` of the input (possibly at a fraction of its resolution) → ``float32
+    [H, W]`` at the ground-truth size: padding cropped, resized with the policy's
+    ``output_kernel``; the part of the picture a cutting canvas never showed scores 0."""
+    prob = crop_to_valid(prob, item.crop, input_hw)
+    gh, gw = item.mask.shape
+    covered = (gh, gw) if item.covers == (1.0, 1.0) else (
+        max(1, round(gh * item.covers[0])), max(1, round(gw * item.covers[1])))
+    prob = resize_maps(prob[None], covered, kernel)[0, 0].clamp(0, 1)
+    if covered != (gh, gw):
+        prob = F.pad(prob, (0, gw - covered[1], 0, gh - covered[0]))
+    return prob.cpu().numpy().astype(np.float32, copy=False)
 
 
 def crop_to_valid(prob: torch.Tensor, crop: tuple[int, int], input_hw: Sequence[int]) -> torch.Tensor:
@@ -213,8 +206,9 @@ def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: Perturbatio
     """Evaluate ``method`` on ``dataset`` under ``perturbation``.
 
     ``samples`` overrides the dataset's sample list (used for sharding). ``save_predictions``
-    writes each map as ``<dir>/<sample_id>.npy`` (float32 at ground-truth size), readable by
-    ``imlbench score``. A sample whose files cannot be read is an error (fail fast), or with
+    writes each map as ``<dir>/<name>.npy`` (float32 at ground-truth size; names from
+    :func:`prediction_names`), readable by ``imlbench score``, and a method's extra maps as
+    ``<dir>/<extra name>/<name>.npy``. A sample whose files cannot be read is an error (fail fast), or with
     ``skip_bad`` left out of every metric and listed in ``CellResult.skipped``.
     """
     dev = resolve_device(device)
@@ -248,7 +242,11 @@ def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: Perturbatio
             for scored in predict_batch(method, group, dev, amp):
                 suite.update(scored)
                 if save_predictions is not None:  # float32 .npy: `score` reproduces exactly
-                    np.save(save_predictions / f"{stem_of[scored.sample_id]}.npy", scored.prob)
+                    stem = stem_of[scored.sample_id]
+                    np.save(save_predictions / f"{stem}.npy", scored.prob)
+                    for name, extra in scored.extra_maps.items():  # beside, never scored
+                        (save_predictions / name).mkdir(exist_ok=True)
+                        np.save(save_predictions / name / f"{stem}.npy", extra)
         bar.update(len(batch))
     bar.close()
     return CellResult(suite.compute(), suite.n_images, suite.n_tampered, suite, skipped)
@@ -272,11 +270,26 @@ def evaluate_method(method: Method, dataset: Dataset, *, device: str | torch.dev
 def prediction_names(samples: Sequence[Sample]) -> dict[str, Sample]:
     """File names (without suffix) of exported maps, which ``imlbench score`` matches on.
 
-    The image's file stem, so maps made by other tools match; when two images of a dataset
-    share a stem (Korus: pristine and tampered folders hold the same names), the sample id
-    with path separators turned into ``__`` for every sample (ids are unique by contract).
+    The image's file stem, so maps made by other tools match. A stem that several images of the
+    dataset share (Korus: ``pristine/`` and ``tampered-realistic/`` hold the same names) names
+    none of them: each of those samples is named by its sample id without the image's
+    extension, every path separator written ``__`` (``Canon_60D/pristine/DPP0520.TIF`` ->
+    ``Canon_60D__pristine__DPP0520``); the other samples keep their stems.
     """
     stems = [Path(s.image_path).stem for s in samples]
-    if len(set(stems)) == len(stems):
-        return dict(zip(stems, samples))
-    return {s.sample_id.replace("/", "__").replace("\\", "__"): s for s in samples}
+    count: dict[str, int] = {}
+    for stem in stems:
+        count[stem] = count.get(stem, 0) + 1
+    names: dict[str, Sample] = {}
+    for stem, sample in zip(stems, samples):
+        name = stem
+        if count[stem] > 1:
+            suffix = Path(sample.image_path).suffix
+            sid = sample.sample_id[: -len(suffix)] if suffix and sample.sample_id.endswith(suffix) \
+                else sample.sample_id
+            name = sid.replace("/", "__").replace("\\", "__")
+        if name in names:
+            raise DatasetError(f"samples {names[name].sample_id!r} and {sample.sample_id!r} would "
+                               f"both export as {name!r}; rename one of the image files")
+        names[name] = sample
+    return names

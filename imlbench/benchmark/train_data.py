@@ -19,21 +19,20 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
-from imlbench.benchmark.runner import shape_for_policy
-from imlbench.datasets.base import Sample, load_image, load_mask
+from imlbench.datasets.base import DatasetError, Sample, load_image, load_mask
 from imlbench.datasets.protocols import Sampling
 from imlbench.methods.base import InputPolicy
+from imlbench.methods.resample import shape_for_policy
 from imlbench.seeding import rng_for
 
 
 def load_shaped(sample: Sample, policy: InputPolicy) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode a sample and shape it as the evaluation runner does: image float [3, h, w] in
-    [0, 1] and mask float [1, h, w] in {0, 1}, both after ``policy``."""
+    [0, 1] and mask float [1, h, w] in {0, 1}, both after ``policy`` (with its kernel)."""
     image = load_image(sample.image_path)
-    x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
     m = torch.from_numpy(load_mask(sample, image.shape[:2]))[None].float()
-    x, _, m = shape_for_policy(x, policy, m)
-    return x, m
+    shaped = shape_for_policy(image, policy, m)
+    return shaped.image, shaped.mask
 
 
 class TrainDataset(TorchDataset):
@@ -42,15 +41,16 @@ class TrainDataset(TorchDataset):
 
     ``parts``: the sample lists of the training sets (one set: ``[samples]``), drawn from per
     epoch by ``sampling``. Images are resized exactly as the evaluation runner resizes them
-    (bilinear, antialiased when shrinking; masks nearest), so training and test inputs match.
+    (with the method's input ``kernel``; masks nearest), so training and test inputs match.
     """
 
     def __init__(self, parts: Sequence[Sequence[Sample]], size: int, seed: int,
-                 hflip: bool = True, sampling: Sampling = Sampling()) -> None:
+                 hflip: bool = True, sampling: Sampling = Sampling(),
+                 kernel: str = "bilinear_aa") -> None:
         self.parts = [list(part) for part in parts]
         if not any(self.parts):
-            raise ValueError("the training dataset has no samples")
-        self.policy = InputPolicy("resize", size)
+            raise DatasetError("the training dataset has no samples")
+        self.policy = InputPolicy("resize", size, kernel=kernel)
         self.seed = seed
         self.hflip = hflip
         self.sampling = sampling

@@ -13,43 +13,81 @@ A method converts logits to probabilities exactly once, inside ``predict``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
+from imlbench.errors import CheckpointError, MethodContractError
+
 
 @dataclass(frozen=True)
 class InputPolicy:
-    """How the runner shapes images before ``predict``.
+    """How the runner (and the training stream) shapes images before ``predict``.
 
-    ``native``: images at their own size, batch size 1 (classic forensics; no resampling that
-    would destroy the traces they look for). ``resize``: bilinear/area resize to ``size``².
-    ``pad``: zero-pad bottom/right to a multiple of ``multiple`` (predictions are cropped back).
+    ``mode``:
+
+    * ``native``: images at their own size, batch size 1 (classic forensics; no resampling that
+      would destroy the traces they look for);
+    * ``resize``: to ``size``² with ``kernel``;
+    * ``pad``: bottom/right to a multiple of ``multiple`` with ``pad_value`` (maps cropped back);
+    * ``canvas``: top-left on a fixed ``size``² canvas of ``pad_value`` (IML-ViT's 1024²), maps
+      cropped back; a picture larger than the canvas is shrunk to fit (``oversize="resize"``,
+      aspect kept, with ``kernel``) or cut to its top-left ``size``² (``"crop"``: what such
+      official code sees; the unseen part of the map scores 0).
+
+    ``kernel``: resampling of the input (:mod:`imlbench.methods.resample` names them; official
+    scripts mostly use ``cv2_linear`` on uint8). ``output_kernel``: how the runner brings
+    ``mask_prob`` back to the ground-truth size. ``pad_value``: pixel value in [0, 1] of the
+    padding, *before* the method normalises (0 = black).
     """
 
-    mode: Literal["native", "resize", "pad"] = "native"
+    mode: Literal["native", "resize", "pad", "canvas"] = "native"
     size: int | None = None
     multiple: int = 32
+    kernel: str = "bilinear_aa"
+    output_kernel: str = "bilinear_aa"
+    pad_value: float = 0.0
+    oversize: Literal["resize", "crop"] = "resize"
 
     def __post_init__(self) -> None:
-        if self.mode == "resize" and not self.size:
-            raise ValueError("InputPolicy('resize') needs a size")
+        from imlbench.methods.resample import INPUT_KERNELS, check_kernel
+
+        if self.mode not in ("native", "resize", "pad", "canvas"):
+            raise ValueError(f"InputPolicy.mode={self.mode!r}; expected native, resize, pad or canvas")
+        if self.mode in ("resize", "canvas") and not self.size:
+            raise ValueError(f"InputPolicy({self.mode!r}) needs a size")
+        if self.oversize not in ("resize", "crop"):
+            raise ValueError(f"InputPolicy.oversize={self.oversize!r}; expected resize or crop")
+        if not 0.0 <= self.pad_value <= 1.0:
+            raise ValueError(f"InputPolicy.pad_value={self.pad_value} is a pixel value in [0, 1]")
+        check_kernel(self.kernel, "kernel", INPUT_KERNELS)
+        check_kernel(self.output_kernel, "output_kernel")
 
 
 @dataclass
 class Prediction:
+    """``mask_prob`` ``[B, 1, h, w]`` in [0, 1]; ``image_score`` ``[B]`` or ``None``;
+    ``extra_maps``: further per-pixel outputs by name (TruFor's ``confidence``), each
+    ``[B, 1, h, w]`` in [0, 1] at the resolution of ``mask_prob``, exported by ``export-masks``."""
+
     mask_prob: torch.Tensor
     image_score: torch.Tensor | None = None
+    extra_maps: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         m = self.mask_prob
         if m.ndim != 4 or m.shape[1] != 1:
-            raise ValueError(f"Prediction.mask_prob must be [B, 1, H, W], got {tuple(m.shape)}")
+            raise MethodContractError(f"Prediction.mask_prob must be [B, 1, H, W], got {tuple(m.shape)}")
         if self.image_score is not None and self.image_score.shape != (m.shape[0],):
-            raise ValueError(f"Prediction.image_score must be [B]={m.shape[0]}, "
+            raise MethodContractError(f"Prediction.image_score must be [B]={m.shape[0]}, "
                              f"got {tuple(self.image_score.shape)}")
+        for name, extra in self.extra_maps.items():
+            if tuple(extra.shape) != tuple(m.shape):
+                raise MethodContractError(f"Prediction.extra_maps[{name!r}] must have mask_prob's shape "
+                                 f"{tuple(m.shape)}, got {tuple(extra.shape)}")
 
 
 class Method(nn.Module):
@@ -78,6 +116,21 @@ class Method(nn.Module):
     The training loop sets it before every step (all micro-batches of a gradient-accumulation
     step share it), from its checkpointed counter, so step-dependent losses (NCL's alternating
     pivot) continue where they stopped when a run resumes."""
+
+    @classmethod
+    def read_official_checkpoint(cls, path: Path, *, trust: bool = False) -> dict[str, torch.Tensor]:
+        """The state dict of a checkpoint imlbench did not write (an official release), in this
+        class's names, for ``load_state_dict(strict=True)``. Default: the file as a state dict
+        (``weights_only`` unless ``trust``), mapped by ``convert_state_dict`` when the class has
+        one. Zoo methods override it to unwrap their official container (or folder)."""
+        from imlbench.weights import read_state_dict
+
+        if Path(path).is_dir():
+            raise CheckpointError(f"{path} is a folder; method {cls.__name__} loads one weights file "
+                             "(.safetensors or .pth)")
+        state = read_state_dict(path, trust=trust)
+        convert = getattr(cls, "convert_state_dict", None)
+        return convert(state) if convert is not None else state
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer updates in the current stage (default: all requiring grad)."""

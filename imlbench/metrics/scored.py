@@ -6,13 +6,15 @@ that names the sample and the likely culprit, never turn silently into a score.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Real
 
 import numpy as np
 
+from imlbench.errors import ImlbenchError
 
-class MetricInputError(ValueError):
+
+class MetricInputError(ImlbenchError, ValueError):
     """A :class:`ScoredImage` breaks the metric contract; the message names sample and fix."""
 
 
@@ -24,6 +26,8 @@ class ScoredImage:
     * ``mask``: ``bool [H, W]``, True = manipulated; all False for authentic images.
     * ``label``: 1 tampered, 0 authentic.
     * ``image_score``: in ``[0, 1]``; the method's own score, else ``max(prob)`` (runner rule).
+    * ``extra_maps``: the method's further maps by name (``float32 [H, W]``), never scored;
+      carried so that exports can write them beside ``prob``.
     """
 
     sample_id: str
@@ -31,6 +35,7 @@ class ScoredImage:
     mask: np.ndarray
     label: int
     image_score: float
+    extra_maps: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def check_scored_image(item: ScoredImage) -> None:

@@ -1,8 +1,9 @@
 """``imlbench export-masks``: a method's prediction maps as PNG files at each image's original
 size, and an overview sheet (image | ground truth | prediction) of the first samples.
 
-Layout: ``<out>/maps/<image stem>.png`` (``imlbench score --predictions <out>/maps``) and
-``<out>/overview.png``. Maps are **16-bit greyscale PNGs**, which ``imlbench score`` reads back
+Layout: ``<out>/maps/<image stem>.png`` (``imlbench score --predictions <out>/maps``),
+``<out>/<extra>/<image stem>.png`` for each extra map the method gives (TruFor's
+``confidence``), and ``<out>/overview.png``. Maps are **16-bit greyscale PNGs**, which ``imlbench score`` reads back
 as ``value / 65535``. A probability ``p`` is stored as
 ``round(p × 65535)``, except that the value is kept on its side of 0.5 (``p > 0.5`` stores
 at least 32768, ``p <= 0.5`` at most 32767). So:
@@ -32,6 +33,7 @@ from imlbench.benchmark.runner import evaluate_cell, prediction_names
 from imlbench.benchmark.score import MAP_SUFFIXES
 from imlbench.datasets import resolve_dataset
 from imlbench.datasets.base import Dataset, Sample, load_image, load_mask
+from imlbench.errors import ImlbenchError
 from imlbench.metrics import MetricSuite, ScoredImage
 
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ PANEL = (240, 180)
 """(width, height) box each overview panel is fitted into."""
 
 
-class ExportError(ValueError):
+class ExportError(ImlbenchError, ValueError):
     """The output folder already holds prediction maps of something else."""
 
 
@@ -110,10 +112,15 @@ def export_masks(method: str | LoadedMethod | Method, dataset: str | Path | Data
             path = maps_dir / f"{stem}.png"
             Image.fromarray(encode_probability(np.load(npy_dir / f"{stem}.npy"))).save(path)
             maps.append(path)
+        for extra_dir in sorted(p for p in npy_dir.iterdir() if p.is_dir()):  # TruFor's confidence
+            (out_dir / extra_dir.name).mkdir(exist_ok=True)
+            for npy in extra_dir.glob("*.npy"):
+                Image.fromarray(encode_probability(np.load(npy))).save(
+                    out_dir / extra_dir.name / f"{npy.stem}.png")
         overview = None
         if n_overview > 0:
             picked = [stems[stem] for stem in written[:n_overview]]
-            probs = [np.load(npy_dir / f"{Path(s.image_path).stem}.npy") for s in picked]
+            probs = [np.load(npy_dir / f"{stem}.npy") for stem in written[:n_overview]]
             overview = out_dir / OVERVIEW_NAME
             overview_sheet(picked, probs, f"{label} on {dataset.name}").save(overview)
     finally:
