@@ -86,14 +86,29 @@ def _text(path: Path, text: str, newline: str = "\n") -> None:
 
 
 # -- CASIA v1.0 (Pham layout) ---------------------------------------------------------------------
-def make_casia1(root: Path, defects: bool = True) -> Replica:
-    folder = root / "CASIA1.0"
-    gt = folder / "CASIA 1.0 groundtruth"
+CASIA1_UNPACKED = {  # name: (dataset folder, tampered folder, ground truth, authentic), DATASETS.md §1.2
+    "pham": ("CASIA1.0", "Tp", "CASIA 1.0 groundtruth", "Au"),
+    # the archive as it commonly unpacks, Pham's ground truth unzipped inside it
+    "archive": ("CASIA 1.0 dataset", "Modified Tp/Tp", "CASIA 1.0 groundtruth", "Au"),
+    # IML-ViT issue #10's path
+    "imlvit": ("CASIA1.0", "Modified Tp/Tp", "CASIA 1.0 groundtruth", "Au"),
+    "modified-tp-flat": ("CASIA 1.0 dataset", "Modified TP", "CASIA 1.0 groundtruth", "Au"),
+    # CAT-Net: CASIA/CASIA 1.0 dataset/{Au,Modified TP} beside CASIA/CASIA 1.0 groundtruth
+    "cat-net": ("CASIA", "CASIA 1.0 dataset/Modified TP", "CASIA 1.0 groundtruth",
+                "CASIA 1.0 dataset/Au"),
+}
+
+
+def make_casia1(root: Path, defects: bool = True, unpacked: str = "pham") -> Replica:
+    """``unpacked``: one of :data:`CASIA1_UNPACKED` (sample ids follow its folders)."""
+    name, tp, gt_rel, au = CASIA1_UNPACKED[unpacked]
+    folder = root / name
+    gt = folder / gt_rel
     rep = Replica("casia1", folder)
-    for name in ("Au_ani_0001.jpg", "Au_art_0044.JPG", "Au_sec_0063.jpg"):  # .JPG: upper case
-        _write(folder / "Au" / name, _photo(name), quality=90)
-        rep.truth[f"Au/{name}"] = None
-    (folder / "Au" / "Thumbs.db").write_bytes(b"\0clutter")
+    for image in ("Au_ani_0001.jpg", "Au_art_0044.JPG", "Au_sec_0063.jpg"):  # .JPG: upper case
+        _write(folder / au / image, _photo(image), quality=90)
+        rep.truth[f"{au}/{image}"] = None
+    (folder / au / "Thumbs.db").write_bytes(b"\0clutter")
     tampered = (  # (sub-folder, stem, size, mask mode)
         ("CM", "Sp_S_CND_A_pla0016_pla0016_0196", (W, H), "RGBA"),
         ("Sp", "Sp_D_NNN_A_ani0099_ani0100.0288", (H, W), "RGB"),  # dot in the stem; portrait
@@ -101,14 +116,14 @@ def make_casia1(root: Path, defects: bool = True) -> Replica:
     )
     for sub, stem, size, mode in tampered:
         mask = _region(stem, size)
-        _tampered_photo(folder / "Tp" / sub / f"{stem}.jpg", stem, mask, quality=90)
+        _tampered_photo(folder / tp / sub / f"{stem}.jpg", stem, mask, quality=90)
         grey = _white_on_black(mask)
         if stem.endswith("_0369"):  # three stray pixels (52, 64, 76) in the real mask, all < 128
             grey[0, 0], grey[0, 1], grey[0, 2] = 52, 64, 76
         _write(gt / sub / f"{stem}_gt.png", grey, mode)
-        rep.truth[f"Tp/{sub}/{stem}.jpg"] = mask
+        rep.truth[f"{tp}/{sub}/{stem}.jpg"] = mask
     # identical to Au_cha_0011 and without a mask: left out by the adapter
-    _write(folder / "Tp" / "Sp" / "Sp_D_NRN_A_cha0011_sec0011_0542.jpg", _photo("0542"))
+    _write(folder / tp / "Sp" / "Sp_D_NRN_A_cha0011_sec0011_0542.jpg", _photo("0542"))
     _text(gt / "CopyMove_groundtruth_list.txt", "Sp_S_CND_A_pla0016_pla0016_0196_gt.png", "\r\n")
     _text(gt / "Splicing_groundtruth_list.txt",
           "Sp_D_NNN_A_ani0099_ani0100.0288_gt.png\nSp_D_NNN_R_cha0084_sec0061_0369_gt.png", "\r\n")
@@ -336,6 +351,24 @@ def make_korus(root: Path, defects: bool = True) -> Replica:
     return rep
 
 
+# -- CocoGlide ------------------------------------------------------------------------------------
+def make_cocoglide(root: Path, defects: bool = True) -> Replica:
+    folder = root / "CocoGlide"
+    rep = Replica("cocoglide", folder)
+    size = (32, 32)  # square, like the release's 256x256
+    for category, coco_id in (("dining table", "114871"), ("teddy bear", "563758"), ("cat", "7386")):
+        fake = f"glide_inpainting_val2017_{coco_id}_up.png"
+        mask = _region(fake, size)
+        _tampered_photo(folder / "fake" / fake, fake, mask)
+        _write(folder / "mask" / f"{category}_{coco_id}_mask.png", _white_on_black(mask), "L")
+        _write(folder / "real" / f"{category}_{coco_id}.png", _photo(f"{category}{coco_id}", size))
+        rep.truth[f"fake/{fake}"] = mask
+        rep.truth[f"real/{category}_{coco_id}.png"] = None
+    _text(folder / "table.csv", "\ufeffreal,fake,mask,prompt\n")
+    _text(folder / "licenses.json", '{"images": [], "licenses": []}')
+    return rep
+
+
 BUILDERS = {"casia1": make_casia1, "casia2": make_casia2, "columbia": make_columbia,
             "coverage": make_coverage, "nist16": make_nist16, "imd2020": make_imd2020,
-            "dso1": make_dso1, "korus": make_korus}
+            "dso1": make_dso1, "korus": make_korus, "cocoglide": make_cocoglide}

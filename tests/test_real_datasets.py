@@ -17,9 +17,9 @@ from imlbench.datasets.check import check_dataset
 from imlbench.datasets.real import REAL_DATASETS
 from imlbench.paths import DATA_ROOT_ENV
 from imlbench.registry import DATASETS
-from tests.real_replicas import (BUILDERS, CASIA2_TRANSPOSED, KORUS_GREY, make_casia1, make_casia2,
-                                 make_columbia, make_coverage, make_dso1, make_imd2020, make_korus,
-                                 make_nist16)
+from tests.real_replicas import (BUILDERS, CASIA1_UNPACKED, CASIA2_TRANSPOSED, KORUS_GREY,
+                                 make_casia1, make_casia2, make_cocoglide, make_columbia,
+                                 make_coverage, make_dso1, make_imd2020, make_korus, make_nist16)
 
 COUNT = "count differs from the published release"
 
@@ -123,6 +123,24 @@ def _move(src, dst):
 
 def _ids(name, **kwargs):
     return [s.sample_id for s in DATASETS.build(name, **kwargs).samples]
+
+
+@pytest.mark.parametrize("unpacked", sorted(CASIA1_UNPACKED))
+def test_casia1_as_its_archive_unpacks(unpacked, root):
+    replica = make_casia1(root, defects=False, unpacked=unpacked)
+    assert_decodes_like(replica, DATASETS.build("casia1"))
+    assert_decodes_like(replica, DATASETS.build("casia1", folder=replica.folder))
+
+
+def test_cocoglide_pairs_fake_and_mask_by_coco_id(root):
+    replica = make_cocoglide(root)
+    samples = {s.sample_id: s for s in DATASETS.build("cocoglide").samples}
+    fake = samples["fake/glide_inpainting_val2017_563758_up.png"]
+    assert fake.mask_path.name == "teddy bear_563758_mask.png" and fake.source == "cocoglide/inpainting"
+    masks = replica.folder / "mask"
+    (masks / "cat_7386_mask.png").rename(masks / "cat_7387_mask.png")  # an id no fake has
+    with pytest.raises(DatasetError, match="glide_inpainting_val2017_7386_up.png.*cat_7387_mask.png"):
+        DATASETS.build("cocoglide").samples
 
 
 def test_casia1_mvss_and_imdl_benco_layouts(root):

@@ -1,8 +1,9 @@
 """``imlbench score``: our metrics on prediction maps produced elsewhere (an official repo's
 inference, or ``imlbench run --save-predictions``).
 
-Maps are matched to the dataset's images by file stem (by sample id where a dataset has
-repeated stems; see ``runner.prediction_names``): ``<stem>.npy`` (float probabilities in
+Maps are matched to the dataset's images by file stem; an image whose stem another image of
+the dataset shares is matched by its sample id without extension, ``/`` written ``__``
+(``runner.prediction_names``; Korus: ``Canon_60D__pristine__DPP0520``): ``<name>.npy`` (float probabilities in
 [0, 1], any float dtype), ``<stem>.png`` / ``.tif`` (8-bit: value/255; 16-bit: value/65535).
 A map whose size differs from the ground truth is an error unless ``resize=True`` (bilinear),
 because resizing changes the score; missing or extra maps are an error that lists them.
@@ -86,7 +87,8 @@ def score_predictions(pred_dir: str | Path, dataset: Dataset, *, resize: bool = 
             f"predictions in {pred_dir} do not match dataset {dataset.name!r}: "
             f"{len(missing)} missing ({', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}), "
             f"{len(extra)} extra ({', '.join(extra[:10])}{' …' if len(extra) > 10 else ''}). "
-            "Maps are matched by image file stem (see `imlbench run --save-predictions`).")
+            "Maps are named by image file stem, or, where images share a stem, by sample id "
+            "without extension with '/' as '__' (see `imlbench run --save-predictions`).")
     suite = MetricSuite(metrics, include_authentic=include_authentic)
     digest = hashlib.sha256()
     for stem, sample in by_stem.items():

@@ -1,5 +1,20 @@
 """CASIA v1.0 and v2.0 (Dong, Wang, Tan 2013) with Pham's ground truth (DATASETS.md §1, §2).
 
+CASIA v1.0 folders accepted under the data root (``CASIA1.0``, ``CASIA 1.0``, ``CASIA 1.0
+dataset``, ``CASIA1``, ``CASIAv1``, ``casia1``, ``CASIA``), each with one of these layouts:
+
+- ``pham``: ``Au/``, the tampered images in ``Tp/``, ``Modified Tp/Tp/`` or ``Modified Tp/``
+  (also spelt ``Modified TP``; each split into ``CM/`` and ``Sp/``), and Pham's
+  ``CASIA 1.0 groundtruth/{CM,Sp}/`` unzipped inside the folder. This is the archive as it
+  commonly unpacks (``CASIA 1.0 dataset/Modified Tp/Tp/Sp/...``, the path quoted in IML-ViT
+  issue #10) and the layout photoholmes' ``casia1.py`` reads;
+- ``cat-net``: ``CASIA 1.0 dataset/{Au, Modified TP}/`` beside ``CASIA 1.0 groundtruth/``
+  (CAT-Net's ``Splicing/data/dataset_CASIA.py``);
+- ``mvss``: ``TP/{CM,Sp}/`` + ``mask/{CM,Sp}/`` + ``Au/`` (MVSS-Net's ``data/CASIAv1.txt``);
+- ``trufor``: a flat ``Sp/`` + ``groundtruth/`` + ``Au/`` or TruFor's Corel ``Au_corel/``
+  (TruFor's ``CASIA1corel_*.txt``);
+- ``imdl-benco``: ``Tp/`` + ``Gt/`` + ``Au/`` (IMDL-BenCo's ``ManiDataset``).
+
 Files expected (any extension case; read-me, list and ``.xlsx`` files beside them are ignored):
 
 - Tampered images ``Sp_<S|D>_...`` (v1) / ``Tp_<S|D>_...`` (v2), ``.jpg`` or ``.tif``, in one
@@ -70,18 +85,22 @@ def _lister(title: str, without_mask: tuple[str, ...] = ()) -> Lister:
     return list_samples
 
 
-def _layouts(pairs: tuple[tuple[str, str, str, str], ...]) -> tuple[Layout, ...]:
+def _layouts(pairs: tuple[tuple[str, str | tuple[str, ...], str, str], ...]) -> tuple[Layout, ...]:
     return tuple(Layout(name, {"tampered": tp, "masks": gt, "authentic": au}, ("tampered", "masks"))
                  for name, tp, gt, au in pairs)
 
 
+_MODIFIED_TP = ("Modified Tp/Tp", "Modified TP/Tp", "Modified Tp", "Modified TP")
+"""Where the CASIA v1.0 archive puts Pham's renamed tampered images; the deeper ``Tp/`` level
+first, so a ``Modified Tp/`` that only holds ``Tp/`` is not taken for an empty folder."""
+
 CASIA1 = RealDataset(
     name="casia1", title="CASIA v1.0",
-    folders=("CASIA1.0", "CASIA 1.0", "CASIA1", "CASIAv1", "casia1", "CASIA"),
+    folders=("CASIA1.0", "CASIA 1.0", "CASIA 1.0 dataset", "CASIA1", "CASIAv1", "casia1", "CASIA"),
     layouts=_layouts((
-        ("pham", "Tp", "CASIA 1.0 groundtruth", "Au"),
-        ("pham-modified-tp", "Modified Tp/Tp", "CASIA 1.0 groundtruth", "Au"),
-        ("cat-net", "CASIA 1.0 dataset/Modified TP", "CASIA 1.0 groundtruth", "CASIA 1.0 dataset/Au"),
+        ("pham", ("Tp",) + _MODIFIED_TP, "CASIA 1.0 groundtruth", "Au"),
+        ("cat-net", tuple(f"CASIA 1.0 dataset/{tp}" for tp in _MODIFIED_TP), "CASIA 1.0 groundtruth",
+         "CASIA 1.0 dataset/Au"),
         ("mvss", "TP", "mask", "Au"),
         ("trufor-corel", "Sp", "groundtruth", "Au_corel"),
         ("trufor", "Sp", "groundtruth", "Au"),
