@@ -12,8 +12,9 @@ folder (``Canon_60D``, ``Nikon_D90``, ``Nikon_D7000``, ``Sony_A57``; any folder 
   because those pixels were modified and the author states that the black (authentic) labels
   are accurate while the white/grey border is rough;
 - ``pristine/<name>.TIF`` — the originals (authentic), with the *same file names* as their
-  forgeries. Sample ids keep them apart (``<camera>/pristine/<name>.TIF``), but exports named
-  by file stem (``--save-predictions``, ``export-masks``) cannot hold both.
+  forgeries. Sample ids keep them apart (``<camera>/pristine/<name>.TIF``), and so do exported
+  maps: a shared stem is replaced by the sample id without extension, ``/`` as ``__``
+  (``Canon_60D__pristine__DPP0520.npy``; ``runner.prediction_names``).
 """
 from __future__ import annotations
 
