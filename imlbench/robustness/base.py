@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -27,6 +28,8 @@ from imlbench.registry import PERTURBATIONS
 from imlbench.seeding import rng_for
 
 Severity = int | float
+Encoded = bytes | os.PathLike | None
+"""An encoded image file: its bytes, or the path of the file (the clean source)."""
 
 CLEAN_NAME = "none"
 STEP_SEP = "+"
@@ -105,6 +108,13 @@ class Perturbation:
     def _apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
+    def apply_encoded(self, image: np.ndarray, rng: np.random.Generator
+                      ) -> tuple[np.ndarray, bytes | None]:
+        """Like :meth:`apply`, plus the encoded file the output is the decoding of, if the
+        perturbation produced one (JPEG: its bytes; others: ``None``). Methods that read the
+        file (CAT-Net's DCT stream) get those bytes; the pixels are decoded from them once."""
+        return self.apply(image, rng), None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({format_severity(self.severity)})"
 
@@ -177,6 +187,18 @@ class PerturbationSpec:
         for index, ((name, severity), perturbation) in enumerate(zip(self.steps, self._perturbations)):
             image = perturbation.apply(image, rng_for(sample_id, _step_label(name, severity), index))
         return image
+
+    def apply_encoded(self, image: np.ndarray, sample_id: str, encoded: Encoded = None
+                      ) -> tuple[np.ndarray, Encoded]:
+        """:meth:`apply` plus the encoded file the result is the decoding of: ``encoded`` (the
+        source file's JPEG, if the caller has one) while no step changes the pixels, then the
+        bytes of the last step if it is a JPEG, ``None`` after any other step."""
+        for index, ((name, severity), perturbation) in enumerate(zip(self.steps, self._perturbations)):
+            if perturbation.is_identity:  # unchanged pixels: the file still describes them
+                continue
+            image, encoded = perturbation.apply_encoded(
+                image, rng_for(sample_id, _step_label(name, severity), index))
+        return image, encoded
 
     def __str__(self) -> str:
         return self.label()

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from imlbench.registry import PERTURBATIONS
-from imlbench.robustness.base import Perturbation, Severity
+from imlbench.robustness.base import Perturbation, Severity, check_image
 
 MAX_RESIZE_SCALE = 8.0
 """Larger factors are almost surely typos (and allocate scale² times the memory)."""
@@ -67,6 +67,13 @@ class Jpeg(Perturbation):
 
     def _apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return decode_jpeg(encode_jpeg(image, int(self.severity)))
+
+    def apply_encoded(self, image: np.ndarray, rng: np.random.Generator
+                      ) -> tuple[np.ndarray, bytes | None]:
+        """The decoded image and the JPEG bytes it was decoded from (one encode, one decode)."""
+        check_image(image, self.name)
+        data = encode_jpeg(image, int(self.severity))
+        return decode_jpeg(data), data
 
 
 @PERTURBATIONS.register()
