@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
+from imlbench.errors import CheckpointError
+
 if TYPE_CHECKING:
     from imlbench.methods.mpc.model import MPC
 
@@ -79,7 +81,7 @@ def model_key(key: str, *, to_ours: bool) -> str:
     if head is None:
         side, head_prefix = ("an official stage-2", HEAD_RENAME.official) if to_ours \
             else ("an mpc", HEAD_RENAME.ours)
-        raise KeyError(f"{key!r} is not a key of {side} model (expected a key starting with "
+        raise CheckpointError(f"{key!r} is not a key of {side} model (expected a key starting with "
                        f"{ENCODER_PREFIX!r} or {head_prefix!r})")
     return head
 
@@ -133,3 +135,37 @@ def load_official_checkpoint(method: "MPC", path: str | Path) -> CheckpointKind:
             "with backbone='base', embed_dim=256 and head_widths=(512, 256, 128), or "
             "(512, 256, 128, 64) for the released CASIAv2 model.") from exc
     return kind
+
+
+IMAGENET_HEAD_PREFIXES = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
+"""The classification head of the ImageNet HRFormer checkpoints (``hrt_base.pth``), which the
+MPC encoder has no use for; the official ``load_model`` drops them by name as well."""
+
+
+def encoder_init_state(state: dict[str, Tensor], path: str | Path,
+                       our_keys: set[str]) -> tuple[dict[str, Tensor], list[str]]:
+    """Map an encoder initialisation file onto ``method.encoder``'s keys, strictly.
+
+    ``state``: an ImageNet HRFormer checkpoint (``{"model": ...}`` as ``hrt_base.pth`` is
+    distributed, or bare) or an official stage-1 file. Returns the mapped state and the
+    encoder keys it leaves at their initialisation: only the per-scale embedding projections
+    (``embed.*``), which MPC adds to HRFormer and an ImageNet file cannot hold. Any other missing
+    or unexpected key is an error naming it, never a silent partial load (the official
+    ``load_model`` skips whatever does not match).
+    """
+    if isinstance(state.get("model"), dict):
+        state = state["model"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    mapped = {encoder_key(k, to_ours=True): v for k, v in state.items()
+              if not k.startswith(IMAGENET_HEAD_PREFIXES)}
+    unexpected = sorted(set(mapped) - our_keys)
+    missing = sorted(our_keys - set(mapped))
+    left = [k for k in missing if k.startswith("embed.")]
+    missing = [k for k in missing if not k.startswith("embed.")]
+    if unexpected or missing:
+        raise CheckpointError(
+            f"encoder weights {path} do not fit this mpc encoder: {len(missing)} missing keys "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); give an "
+            "ImageNet HRFormer checkpoint of the same backbone (hrt_base.pth for backbone=base) "
+            "or an official MPC stage-1 file")
+    return mapped, left

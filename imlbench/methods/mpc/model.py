@@ -18,23 +18,34 @@ would only measure a random feature extractor. Give that run the whole budget (b
 It is registered as ``mpc_no_stage1`` too: the training loop reads ``stages`` from the class,
 and a per-method recipe can give its single stage the stage-1 learning rate.
 
-Input: RGB in [0, 1] resized to ``input_size``² (no mean/std). Output: probabilities at 1/4 of
-the input, bilinearly upsampled to the input size (the runner then resizes to the ground truth).
+Input: RGB in [0, 1] resized to ``input_size``² (no mean/std) with ``cv2.resize`` INTER_LINEAR
+on the uint8 image, as the official dataset code does. Output: probabilities at 1/4 of the
+input, which the runner resizes straight to the ground truth with ``cv2.resize`` (float32,
+INTER_LINEAR), as the official test script does. Both kernels are config fields (``kernel``,
+``output_kernel``; ``bilinear_aa`` gives imlbench's torch resampling).
+
+Official weights: ``imlbench run --method mpc --checkpoint MPC_CATNet_stage2_weights.pth``
+(``--config head_widths=[512,256,128,64]`` for the released CASIAv2 file). ImageNet start:
+``--config pretrained_path=hrt_base.pth`` (or an official stage-1 file) initialises the encoder.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imlbench.errors import CheckpointError, ConfigError, UnknownOptionError
 from imlbench.methods.base import InputPolicy, Method, Prediction
 from imlbench.methods.mpc.hrformer import HRFORMER_PRESETS, HRFormer
+from imlbench.methods.mpc.keymap import encoder_init_state, official_to_ours
 from imlbench.methods.mpc.losses import (TERMS, ContrastSettings, LossForm, image_contrast_loss,
                                          mask_pyramid, resize_mask, sigmoid_focal_loss)
 from imlbench.registry import METHODS
+from imlbench.weights import read_state_dict
 
 
 @dataclass(frozen=True)
@@ -66,24 +77,33 @@ class MPCConfig:
     focal_gamma: float = 2.0
     temperature: float = 0.1
     max_samples: int = 5000
+    kernel: str = "cv2_linear"
+    """Input resize (official: ``cv2.resize`` INTER_LINEAR of the uint8 RGB image, mydatasets.py)."""
+    output_kernel: str = "cv2_linear"
+    """Map back to the image (official test.py: ``cv2.resize`` of the 1/4-resolution sigmoid map
+    straight to the image size); ``predict`` therefore returns the 1/4 map."""
+    pretrained_path: str | None = None
+    """Encoder initialisation before training: an ImageNet HRFormer checkpoint (``hrt_base.pth``,
+    as the official stage 1 starts from) or an official MPC stage-1 file; mapped strictly (only
+    the embedding projections MPC adds may be absent). ``None``: random initialisation."""
 
     def __post_init__(self) -> None:
         # YAML gives lists; keep the config hashable and comparable.
         object.__setattr__(self, "head_widths", tuple(self.head_widths))
         object.__setattr__(self, "views", tuple(self.views))
         if self.backbone not in HRFORMER_PRESETS:
-            raise ValueError(f"mpc: unknown backbone {self.backbone!r}; "
+            raise ConfigError(f"mpc: unknown backbone {self.backbone!r}; "
                              f"choose one of {sorted(HRFORMER_PRESETS)}")
         _check_choice("loss_form", self.loss_form, ("code", "paper"))
         _check_choice("head_loss", self.head_loss, ("focal", "ce"))
         unknown = set(self.views) - set(TERMS)
         if unknown or not self.views:
-            raise ValueError(f"mpc: views must be a non-empty subset of {TERMS}, got {self.views}")
+            raise ConfigError(f"mpc: views must be a non-empty subset of {TERMS}, got {self.views}")
         if not self.stage1 and self.freeze_encoder:
-            raise ValueError("mpc: stage1=False with freeze_encoder=True would train a head on a "
+            raise ConfigError("mpc: stage1=False with freeze_encoder=True would train a head on a "
                              "random frozen encoder; leave freeze_encoder unset (joint training)")
         if self.input_size % 32:
-            raise ValueError(f"mpc: input_size must be a multiple of 32 (four scales down to "
+            raise ConfigError(f"mpc: input_size must be a multiple of 32 (four scales down to "
                              f"stride 32), got {self.input_size}")
 
     @property
@@ -93,7 +113,7 @@ class MPCConfig:
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"mpc: {name} must be one of {choices}, got {value!r}")
+        raise ConfigError(f"mpc: {name} must be one of {choices}, got {value!r}")
 
 
 def localization_head(in_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
@@ -119,10 +139,11 @@ class MPC(Method):
         super().__init__()
         names = {f.name for f in fields(MPCConfig)}
         if unknown := sorted(set(kwargs) - names):
-            raise TypeError(f"mpc: unknown option(s) {unknown}; options are {sorted(names)}")
+            raise UnknownOptionError(f"mpc: unknown option(s) {unknown}; options are {sorted(names)}")
         cfg = self.config = MPCConfig(**kwargs)
         # Per-instance: the input size and the stage list follow the config.
-        self.input_policy = InputPolicy("resize", cfg.input_size)  # type: ignore[misc]
+        self.input_policy = InputPolicy("resize", cfg.input_size, kernel=cfg.kernel,  # type: ignore[misc]
+                                        output_kernel=cfg.output_kernel)
         self.stages = ("1", "2") if cfg.stage1 else ("2",)  # type: ignore[misc]
         backbone = HRFORMER_PRESETS[cfg.backbone]
         if cfg.drop_path_rate is not None:
@@ -130,6 +151,30 @@ class MPC(Method):
         self.encoder = HRFormer(backbone, cfg.embed_dim)
         self.head = localization_head(4 * cfg.embed_dim, cfg.head_widths)
         self.stage: str | None = None
+        if cfg.pretrained_path is not None:
+            self.load_encoder(cfg.pretrained_path)
+
+    def load_encoder(self, path: str | Path) -> list[str]:
+        """Initialise the encoder from ImageNet HRFormer weights or an official stage-1 file
+        (strict, see :func:`~imlbench.methods.mpc.keymap.encoder_init_state`); returns the keys
+        left at their initialisation."""
+        state, left = encoder_init_state(read_state_dict(path), path,
+                                         set(self.encoder.state_dict()))
+        self.encoder.load_state_dict(state, strict=False)  # strictness checked by the mapping
+        return left
+
+    @classmethod
+    def read_official_checkpoint(cls, path: Path, *, trust: bool = False) -> dict[str, Tensor]:
+        """An official stage-2 file (``MPC_CATNet_stage2_weights.pth``: a bare ``MyModel``
+        state dict) in our names; a stage-1 file holds no head and is refused with what to do."""
+        state = read_state_dict(path, trust=trust)
+        kind, mapped = official_to_ours(state)
+        if kind == "stage1":
+            raise CheckpointError(
+                f"{path} is an official MPC stage-1 file (the encoder alone, no localisation "
+                "head); pass the stage-2 file to --checkpoint, or train the head on this encoder "
+                f"with `imlbench train --method mpc --stage 2 --config pretrained_path={path}`")
+        return mapped
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
@@ -170,9 +215,9 @@ class MPC(Method):
 
     @torch.no_grad()
     def predict(self, images: Tensor, masks: Tensor | None = None) -> Prediction:
-        prob = torch.sigmoid(self.logits(self.features(images)))
-        prob = F.interpolate(prob, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        return Prediction(prob.clamp_(0, 1))
+        """Probabilities ``[B, 1, H/4, W/4]``: the runner resizes them to the image with
+        ``output_kernel``, as the official test script does (no intermediate upsampling)."""
+        return Prediction(torch.sigmoid(self.logits(self.features(images))))
 
     # -- losses ---------------------------------------------------------------------------
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -235,5 +280,5 @@ class MPCNoStage1(MPC):
 
     def __init__(self, **kwargs: Any):
         if kwargs.get("stage1", False):
-            raise ValueError("mpc_no_stage1 always skips stage 1; use 'mpc' for the two-stage method")
+            raise ConfigError("mpc_no_stage1 always skips stage 1; use 'mpc' for the two-stage method")
         super().__init__(**{**kwargs, "stage1": False})
