@@ -81,7 +81,7 @@ def test_bad_config_is_refused(bad: dict, match: str) -> None:
     ("authentic", ["authentic"]), ("drop", ["drop"]),
 ])
 def test_contour_policy_sets_branches(contour: str, heads: list[str]) -> None:
-    m = build(contour=contour)
+    m = build(contour=contour, pivot="both")
     terms = m.loss(make_batch(square_mask()))
     assert list(m.heads) == heads
     assert sorted(k for k in terms if k.startswith("supcon_")) == sorted(f"supcon_{h}" for h in heads)
@@ -89,10 +89,45 @@ def test_contour_policy_sets_branches(contour: str, heads: list[str]) -> None:
 
 
 def test_loss_is_the_weighted_sum_of_its_terms() -> None:
-    m = build(contrast_weight=0.3, consistency_weight=2.0)
+    m = build(contrast_weight=0.3, consistency_weight=2.0, pivot="both")
     t = m.loss(make_batch(square_mask()))
     expected = t["ce"] + 0.3 * (t["supcon_tampered"] + t["supcon_authentic"]) / 2 + 2.0 * t["pivot"]
     assert t["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    m = build(contrast_weight=0.3, consistency_weight=2.0)  # alternate: one branch per step
+    t = m.loss(make_batch(square_mask()))
+    assert "supcon_authentic" not in t
+    expected = t["ce"] + 0.3 * t["supcon_tampered"] + 2.0 * t["pivot"]
+    assert t["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_default_pivot_is_the_papers_role_switching_and_is_always_labelled() -> None:
+    """``alternate`` (the paper: roles switched while training) is the default; ``both`` was
+    the default of the committed NCL study, so ``pivot`` always shows in ncl's label."""
+    from imlbench.benchmark.evaluate import load
+
+    assert NCLConfig().pivot == "alternate" and NCL.labelled_defaults == {"pivot": "alternate"}
+    m = build()
+    active = []
+    for step in range(2):
+        m.step_in_stage = step
+        active.append(sorted(k for k in m.loss(make_batch(square_mask())) if k.startswith("supcon_")))
+    assert active == [["supcon_tampered"], ["supcon_authentic"]]
+    assert load("ela").label == "ela"  # other methods keep their bare names
+    assert METHODS.get("ncl").labelled_defaults == {"pivot": "alternate"}
+
+
+def test_paper_recipe_refuses_random_imagenet_weights(tmp_path) -> None:
+    from imlbench.benchmark.train import load_recipe
+
+    assert load_recipe("paper", "ncl").method["require_pretrained"] is True
+    tiny = {**TINY, "require_pretrained": True}
+    with pytest.raises(ValueError, match="pretrained_path=FILE.*require_pretrained=false"):
+        build(**tiny)
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet10t.pth"
+    torch.save(build().net.encoder.state_dict(), weights)
+    assert build(**tiny, pretrained_path=str(weights)).config == build().config
+    assert isinstance(build(**{**tiny, "require_pretrained": False}), NCL)
 
 
 def test_gradients_reach_both_branches_and_the_network() -> None:
@@ -203,9 +238,10 @@ def test_paper_recipe_is_resnet101_at_512() -> None:
     from imlbench.benchmark.train import load_recipe
 
     rcp = load_recipe("paper", "ncl")
-    assert rcp.method == {"backbone": "resnet101", "input_size": 512} and rcp.image_size == 512
-    assert timm.is_model(rcp.method["backbone"])
-    m = METHODS.build("ncl", **{**rcp.method, "backbone": "resnet10t"})  # cheap stand-in encoder
+    assert rcp.method == {"backbone": "resnet101", "input_size": 512, "require_pretrained": True}
+    assert rcp.image_size == 512 and timm.is_model(rcp.method["backbone"])
+    m = METHODS.build("ncl", **{**rcp.method, "backbone": "resnet10t",  # cheap stand-in encoder
+                                "require_pretrained": False})
     assert m.config.patch_size == 32
 
 

@@ -48,6 +48,7 @@ def load(name: str, *, checkpoint: str | Path | None = None, config: dict | None
     best checkpoint already trained for this method/config/seed, else one is trained now."""
     cls = METHODS.get(name)
     config = dict(config or {})
+    config = {**getattr(cls, "labelled_defaults", {}), **config}  # NCL.labelled_defaults: why
     if not getattr(cls, "trainable", False):
         if checkpoint is not None:
             raise ValueError(f"method {name!r} is training-free; --checkpoint does not apply")

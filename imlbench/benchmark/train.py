@@ -248,6 +248,8 @@ def train(method: str, *, dataset: str | Dataset | Protocol = "synth-train",
     rcp = load_recipe(recipe, method, steps)
     source = _TrainingSource.of(dataset, val_dataset)
     train_ds, val_ds = source.train, source.val
+    # options whose default changed are always part of the identity (NCL.labelled_defaults)
+    method_config = {**getattr(cls, "labelled_defaults", {}), **(method_config or {})}
     config = {**rcp.method, **(method_config or {})}
     seed_everything(seed)
     model: Method = METHODS.build(method, **config).to(dev)

@@ -1,9 +1,11 @@
 """Patch labelling and the contrastive terms of NCL, as pure tensor functions.
 
-Provenance: the three patch classes (tampered / authentic / contour) are the paper's; the
-formulas below (supervised contrastive loss of Khosla et al., NeurIPS 2020, within each
-image; the two forms of the pivot-consistent loss) are our reconstruction, because the
-paper's formulas are not public. See :mod:`imlbench.methods.ncl` for the reasons.
+Provenance: the three patch classes (tampered / authentic / contour) and the existence of a
+pivot-consistent loss are the paper's (public, ICCV 2023); the formulas below (supervised
+contrastive loss of Khosla et al., NeurIPS 2020, within each image; the two forms of the
+pivot-consistent loss) are our reconstruction from its description, not a transcription of
+its equations, which were not at hand (the authors' training code is not released). See
+:mod:`imlbench.methods.ncl` for what is read from the paper and demo and what is ours.
 
 Shapes: ``G`` groups that are contrasted separately (images, or the whole batch as one
 group), ``P`` patches per group, ``D`` embedding size. Targets use ``IGNORE`` (-1) for patches
