@@ -256,3 +256,36 @@ def test_features_and_mask_on_different_grids_are_refused() -> None:
     m = build()
     with pytest.raises(ValueError, match="patch grid of the features"):
         m.contrast_terms(torch.randn(1, 16, SIZE // 8, SIZE // 8), square_mask(1))
+
+
+def test_runs_under_the_old_default_are_never_taken_for_the_new_one(tmp_path, monkeypatch) -> None:
+    """A checkpoint trained before ``pivot`` became labelled (method_config without it) is not
+    found for today's default, and today's runs carry the pivot in config and label."""
+    import json
+
+    import yaml
+
+    from imlbench.benchmark.checkpoints import find_checkpoint
+    from imlbench.benchmark.evaluate import load
+    from imlbench.benchmark.train import train
+    from tests.helpers import make_folder_dataset
+
+    monkeypatch.setenv("IMLBENCH_HOME", str(tmp_path / "home"))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "image_size": 32, "batch_size": 2, "steps": 1, "tensorboard": False,
+        "optimizer": {"name": "adamw", "lr": 1e-3}, "schedule": {"name": "constant"}}))
+    result = train("ncl", dataset=make_folder_dataset(tmp_path / "data"), val_dataset=None,
+                   recipe=recipe, method_config=TINY, protocol="synthetic", progress=False)
+    sidecar = result.best_checkpoint.with_suffix(".json")
+    assert json.loads(sidecar.read_text())["method_config"] == {**TINY, "pivot": "alternate"}
+    assert find_checkpoint("ncl", "synthetic", config={**TINY, "pivot": "alternate"}) == result.best_checkpoint
+    loaded = load("ncl", checkpoint=result.best_checkpoint, config=TINY)
+    assert "pivot=alternate" in loaded.label and loaded.config["pivot"] == "alternate"
+    assert "pivot=both" in load("ncl", checkpoint=result.best_checkpoint,
+                                config={**TINY, "pivot": "both"}).label
+
+    old = json.loads(sidecar.read_text())
+    old["method_config"] = dict(TINY)  # as written when pivot=both was the unlabelled default
+    sidecar.write_text(json.dumps(old))
+    assert find_checkpoint("ncl", "synthetic", config={**TINY, "pivot": "alternate"}) is None
