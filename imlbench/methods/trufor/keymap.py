@@ -9,6 +9,9 @@ Official files (github.com/grip-unina/TruFor):
   ``--trust-checkpoint`` (only ``state_dict`` is used; epoch, score and optimizer are dropped).
 * ``noiseprint++.th``: ``{"network": <the bare Noiseprint++ Sequential>, "global_step": 39}``,
   saved from CUDA; it loads with ``weights_only=True`` and ``map_location="cpu"``.
+* ``mit_b2.pth`` (ImageNet SegFormer MiT-B2, phase-2 initialisation): ``patch_embed<i>.``,
+  ``block<i>.``, ``norm<i>.`` (+ a classifier ``head.``); the official ``load_dualpath_model``
+  copies it into both streams, and so does :func:`read_imagenet_mit`.
 
 Renames, official -> ours (``i`` = stage 1..4, ours counts from 0):
 
@@ -40,6 +43,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from imlbench.errors import CheckpointError
 from imlbench.weights import read_state_dict
 
 _STREAM = {"": "rgb", "extra_": "noise"}
@@ -112,7 +116,7 @@ def convert_official(state: Mapping[str, Tensor], source: str = "state_dict") ->
         else:
             out[ours] = value
     if unknown:
-        raise ValueError(f"{source}: {len(unknown)} key(s) are not TruFor weights (e.g. "
+        raise CheckpointError(f"{source}: {len(unknown)} key(s) are not TruFor weights (e.g. "
                          f"{unknown[:3]}); expected the official trufor.pth.tar or its state_dict")
     return out
 
@@ -126,7 +130,7 @@ def read_official(path: Path, *, trust: bool) -> dict[str, Tensor]:
     """``trufor.pth.tar`` (``{"state_dict": ..., ...}``) or a bare official state_dict -> ours.
     Read with ``weights_only=True`` unless ``trust`` (the released file needs it: numpy scalar)."""
     if Path(path).is_dir():
-        raise ValueError(f"{path} is a folder; trufor loads one file (trufor.pth.tar from "
+        raise CheckpointError(f"{path} is a folder; trufor loads one file (trufor.pth.tar from "
                          "TruFor_weights.zip)")
     state = read_state_dict(path, trust=trust)
     if isinstance(state.get("state_dict"), Mapping):
@@ -140,3 +144,27 @@ def read_noiseprint(path: Path) -> dict[str, Tensor]:
     if isinstance(state.get("network"), Mapping):
         state = state["network"]
     return dict(state)
+
+
+def read_imagenet_mit(path: Path) -> dict[str, Tensor]:
+    """An ImageNet MiT file (``mit_b2.pth``; ``{"model": ...}`` / ``{"state_dict": ...}``
+    wrappers accepted, ``head.*`` dropped) -> a state_dict of both encoder streams, in the keys
+    of :class:`~imlbench.methods.trufor.fusion.DualEncoder` (``rgb.*`` and ``noise.*``)."""
+    state = read_state_dict(path)
+    for wrapper in ("model", "state_dict"):
+        if isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+    out, unknown = {}, []
+    for key, value in state.items():
+        if key.startswith("head."):
+            continue
+        rgb, noise = official_to_ours(f"backbone.{key}"), official_to_ours(f"backbone.extra_{key}")
+        if rgb is None or noise is None or not rgb.startswith("encoder.rgb."):
+            unknown.append(key)
+            continue
+        out[rgb.removeprefix("encoder.")] = value
+        out[noise.removeprefix("encoder.")] = value
+    if unknown:
+        raise CheckpointError(f"{path}: {len(unknown)} key(s) are not MiT encoder weights (e.g. "
+                              f"{unknown[:3]}); expected SegFormer's ImageNet mit_b2.pth")
+    return out

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imlbench.errors import ConfigError
+
 BLOCK_EPS = 1e-6
 EMBED_EPS = 1e-5
 
@@ -38,10 +40,10 @@ class MiTSpec:
             value = tuple(getattr(self, name))
             object.__setattr__(self, name, value)
             if len(value) != 4:
-                raise ValueError(f"trufor: MiT {name} needs 4 values (one per stage), got {value}")
+                raise ConfigError(f"trufor: MiT {name} needs 4 values (one per stage), got {value}")
         for dim, heads in zip(self.embed_dims, self.num_heads):
             if dim % heads:
-                raise ValueError(f"trufor: MiT width {dim} is not divisible by {heads} heads")
+                raise ConfigError(f"trufor: MiT width {dim} is not divisible by {heads} heads")
 
     def min_input_side(self) -> int:
         """Smallest image side the encoder accepts: every stage grid (ceil(side/4) halved per

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imlbench.errors import CheckpointError, ConfigError, ImlbenchError, UnknownOptionError
 from imlbench.methods.base import InputPolicy, Method, Prediction
 from imlbench.methods.trufor import losses
 from imlbench.methods.trufor.fusion import DualEncoder
@@ -37,6 +38,10 @@ from imlbench.registry import METHODS
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PHASES = ("2", "3")
+
+
+class ImageTooSmallError(ImlbenchError, ValueError):
+    """An image below the encoder's minimum side (29 px for MiT-B2)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,8 @@ class TruForConfig:
     localisation decoder, Noiseprint++ frozen; ``"3"``: confidence decoder + detector, the
     rest frozen). Phase 1 (Noiseprint++ itself) is not released.
     ``noiseprint_weights``: optional path to the official ``noiseprint++.th`` loaded at
-    construction (phase 2 starts from it).
+    construction (phase 2 starts from it). ``encoder_weights``: optional path to an ImageNet
+    MiT file (SegFormer's ``mit_b2.pth``) loaded into *both* streams, as phase 2 starts.
     Loss weights (official values): ``class_weights``, ``ce_weight``, ``dice_weight`` (phase 2);
     ``conf_weight``, ``det_weight``, ``tcp_erode``, ``tcp_dilate``, ``det_min_pixels`` (phase 3).
     """
@@ -74,6 +80,7 @@ class TruForConfig:
     input_divisor: float = 256.0
     phases: tuple[str, ...] = PHASES
     noiseprint_weights: str | None = None
+    encoder_weights: str | None = None
     class_weights: tuple[float, float] = (0.5, 2.5)
     ce_weight: float = 0.3
     dice_weight: float = 0.7
@@ -88,13 +95,13 @@ class TruForConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.phases or any(p not in PHASES for p in self.phases) or \
                 list(self.phases) != sorted(set(self.phases)):
-            raise ValueError(f"trufor: phases must be a non-empty ordered subset of {PHASES}, "
+            raise ConfigError(f"trufor: phases must be a non-empty ordered subset of {PHASES}, "
                              f"got {self.phases}")
         if len(self.class_weights) != 2:
-            raise ValueError(f"trufor: class_weights needs 2 values, got {self.class_weights}")
+            raise ConfigError(f"trufor: class_weights needs 2 values, got {self.class_weights}")
         for name in ("tcp_erode", "tcp_dilate"):
             if getattr(self, name) % 2 == 0:
-                raise ValueError(f"trufor: {name} must be odd, got {getattr(self, name)}")
+                raise ConfigError(f"trufor: {name} must be odd, got {getattr(self, name)}")
 
     @property
     def mit(self) -> MiTSpec:
@@ -163,7 +170,7 @@ class TruFor(Method):
         super().__init__()
         names = {f.name for f in fields(TruForConfig)}
         if unknown := sorted(set(kwargs) - names):
-            raise TypeError(f"trufor: unknown option(s) {unknown}; options are {sorted(names)}")
+            raise UnknownOptionError(f"trufor: unknown option(s) {unknown}; options are {sorted(names)}")
         cfg = self.config = TruForConfig(**kwargs)
         self.stages = cfg.phases  # type: ignore[misc]
         spec = cfg.mit
@@ -180,6 +187,8 @@ class TruFor(Method):
         self.conf_head.reset_parameters()
         if cfg.noiseprint_weights:
             self.load_noiseprint(cfg.noiseprint_weights)
+        if cfg.encoder_weights:
+            self.load_imagenet_encoder(cfg.encoder_weights)
         self.stage: str | None = None
 
     @classmethod
@@ -194,6 +203,20 @@ class TruFor(Method):
         from imlbench.methods.trufor.keymap import read_noiseprint
         self.noiseprint.layers.load_state_dict(read_noiseprint(Path(path)))
 
+    def load_imagenet_encoder(self, path: str | Path) -> None:
+        """Both MiT streams from an ImageNet MiT file (the fusion modules keep their init)."""
+        from imlbench.methods.trufor.keymap import read_imagenet_mit
+        state = read_imagenet_mit(Path(path))
+        streams = {k for k in self.encoder.state_dict() if k.startswith(("rgb.", "noise."))}
+        if missing := sorted(streams - set(state)):
+            raise CheckpointError(f"{path} lacks {len(missing)} encoder weights (e.g. "
+                                  f"{missing[:3]}); it does not fit embed_dims={self.config.embed_dims}, "
+                                  f"depths={self.config.depths}")
+        try:
+            self.encoder.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path} does not fit the encoder: {str(exc).splitlines()[-1].strip()}") from exc
+
     @classmethod
     def read_official_checkpoint(cls, path: Path, *, trust: bool) -> dict[str, Tensor]:
         """The released ``trufor.pth.tar`` (or a bare official state_dict) as our state_dict."""
@@ -205,7 +228,7 @@ class TruFor(Method):
         """``x [B, 3, H, W]`` = uint8 / ``input_divisor`` -> the four fused encoder maps."""
         h, w = x.shape[-2:]
         if min(h, w) < self.min_side:
-            raise ValueError(f"trufor: image {h}x{w} is too small: this encoder needs at least "
+            raise ImageTooSmallError(f"trufor: image {h}x{w} is too small: this encoder needs at least "
                              f"{self.min_side} px per side (its spatial-reduction convs); the "
                              f"official code skips such images")
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.stage is None):

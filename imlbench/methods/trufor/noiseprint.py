@@ -15,12 +15,14 @@ import math
 
 from torch import Tensor, nn
 
+from imlbench.errors import ConfigError
+
 
 class NoiseprintExtractor(nn.Module):
     def __init__(self, depth: int = 17, width: int = 64, in_channels: int = 3):
         super().__init__()
         if depth < 2:
-            raise ValueError(f"trufor: noiseprint_depth must be >= 2, got {depth}")
+            raise ConfigError(f"trufor: noiseprint_depth must be >= 2, got {depth}")
         layers: list[nn.Module] = []
         for i in range(depth):
             c_in = in_channels if i == 0 else width
