@@ -175,6 +175,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two Python processes: ~8 s
 def test_two_processes_writing_one_store_keep_both_runs(tmp_path):
     make_folder_dataset(tmp_path / "data")
     res = tmp_path / "res"

@@ -71,6 +71,7 @@ def _by_key(path):
     return {(r["method"], r["perturbation"], r["severity"], r["metric"]): r for r in rows}
 
 
+@pytest.mark.slow  # torchrun, two processes: ~15-25 s each
 def test_two_processes_equal_one_process(runs):
     a, b = (_by_key(out / "samples.json") for out in runs)
     assert a.keys() == b.keys() and len(a) > 0
@@ -84,6 +85,7 @@ def test_two_processes_equal_one_process(runs):
             assert va == pytest.approx(vb, abs=1e-9, nan_ok=True), key
 
 
+@pytest.mark.slow  # torchrun, two processes: ~15-25 s each
 def test_sweep_split_over_two_processes_gives_the_same_leaderboard(runs):
     one, two = (ResultStore(out / "res-cells") for out in runs)
     assert not two.load().duplicated(["method", "dataset", "perturbation", "severity",
@@ -112,6 +114,7 @@ TRAIN_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # torchrun, two processes: ~15-25 s each
 def test_data_parallel_training_with_two_processes(tmp_path):
     make_folder_dataset(tmp_path / "data", n_tampered=4, n_authentic=3)
     script = tmp_path / "train_child.py"

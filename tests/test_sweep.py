@@ -20,6 +20,7 @@ def sweep_args(data, results):
             "--results-dir", str(results), "--workers", "0", "--quiet"]
 
 
+@pytest.mark.slow  # a child process killed with SIGKILL: ~7 s
 def test_sweep_killed_and_rerun_equals_uninterrupted(tmp_path, capsys):
     data = tmp_path / "data"
     make_folder_dataset(data, n_tampered=4, n_authentic=2)

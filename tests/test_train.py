@@ -47,6 +47,7 @@ def data(tmp_path_factory):
 RESUMABLE = {"seg_ce": TINY, "ncl": {**NCL.tiny_config(), "pivot": "alternate", "switch_every": 1}}
 
 
+@pytest.mark.slow  # three trainings per method: ~3 s each
 @pytest.mark.parametrize("method", list(RESUMABLE))
 def test_resumed_run_reproduces_uninterrupted_loss_curve(tmp_path, data, method):
     train_ds, val_ds = data
