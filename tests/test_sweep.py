@@ -6,6 +6,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from imlbench.cli import main
 from imlbench.datasets import resolve_dataset
 from imlbench.results import leaderboard
