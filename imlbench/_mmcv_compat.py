@@ -27,11 +27,13 @@ import sys
 import types
 from typing import Any, Callable
 
+from imlbench.errors import ImlbenchError
+
 INSTALL_HINT = "pip install 'imlbench[mmseg]'"
 EXT_MODULE = "mmcv._ext"
 
 
-class MissingCompiledOpError(RuntimeError):
+class MissingCompiledOpError(ImlbenchError, RuntimeError):
     """A model called an mmcv op that needs the compiled extension mmcv-lite lacks."""
 
 

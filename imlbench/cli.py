@@ -1,4 +1,9 @@
-"""The ``imlbench`` command. Each sub-command is a thin layer over the Python API."""
+"""The ``imlbench`` command. Each sub-command is a thin layer over the Python API.
+
+Expected failures (every :class:`~imlbench.errors.ImlbenchError`) print one line,
+``imlbench: error: ...``, and exit with status 2; ``--debug`` (or ``IMLBENCH_DEBUG=1``) shows
+their traceback. Any other exception is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,16 +14,22 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from imlbench.errors import ImlbenchError, UsageError
+from imlbench.typed_config import CommandLineValue
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub downloads, ever: weights come from local files
 
+DESCRIPTION = ("Benchmark image manipulation localization methods: evaluate them on datasets, "
+               "under perturbations, train them, and render the stored results.")
+DEBUG_ENV = "IMLBENCH_DEBUG"
 
-def _kv(text: str) -> tuple[str, object]:
-    import yaml
 
+def _kv(text: str) -> tuple[str, CommandLineValue]:
+    """``key=value``; the value stays text until the method's option types are known."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--config expects key=value, got {text!r}")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    return key.strip(), CommandLineValue(value.strip())
 
 
 def _data_root(p: argparse.ArgumentParser) -> None:
@@ -39,12 +50,13 @@ def _common_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a .pth that unpickles code (only for files you trust)")
     p.add_argument("--config", action="append", type=_kv, default=[], metavar="KEY=VALUE",
-                   help="method config override, e.g. --config contour=drop (repeatable)")
+                   help="method option, typed as the method declares it, e.g. --config "
+                        "contour=drop (repeatable; `imlbench list methods -v` names methods)")
     p.add_argument("--seed", type=int, default=0, help="training seed of the checkpoint to use/train")
     p.add_argument("--recipe", help="recipe of a checkpoint trained on the fly: quick | paper | a "
                                     ".yaml (default: quick on CPU, paper on GPU)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores-1)")
     p.add_argument("--results-dir", default="results", help="results store (default ./results)")
     p.add_argument("--include-authentic", action="store_true",
@@ -98,12 +110,13 @@ def _test_sets(args: argparse.Namespace) -> str | list[str]:
     """``--dataset`` if given, else the protocol's test sets (all must be present), else ``all``."""
     if args.dataset or not args.protocol:
         return args.dataset or "all"
+    from imlbench.datasets import DatasetError
     from imlbench.datasets.protocols import load_protocol
 
     protocol = load_protocol(args.protocol)
     missing = [e for e in protocol.test if e not in protocol.available_test_sets()]
     if missing:
-        raise ValueError(f"protocol {protocol.name!r} tests on {list(protocol.test)}, but {missing} "
+        raise DatasetError(f"protocol {protocol.name!r} tests on {list(protocol.test)}, but {missing} "
                          f"are not under the data root; see `imlbench data check {missing[0]}`")
     return list(protocol.test)
 
@@ -143,25 +156,43 @@ def _print_outcome(df, args) -> int:
 
 
 def to_json(df) -> dict:
-    """The documented ``--json`` shape: one entry per cell, metrics by stable name."""
+    """The documented ``--json`` shape: one entry per cell (:data:`CELL_KEYS`: method, weights,
+    dataset, perturbation, severity), metrics by stable name. Every entry names its weights by
+    ``checkpoint_sha256`` (first 12 hex digits; ``None`` for training-free methods) and
+    ``seed``, so seeds stored as ``best.safetensors`` each keep their own entry."""
+    from imlbench.results.store import CELL_KEYS
+
     out = []
-    keys = ["method", "checkpoint", "dataset", "perturbation", "severity"]
-    for key, g in df.groupby(keys, sort=False):
-        entry = dict(zip(keys, key))
-        entry["n_images"] = int(g["n_images"].iloc[0])
-        if "n_skipped" in g and g["n_skipped"].fillna(0).iloc[0] > 0:
-            entry["n_skipped"] = int(g["n_skipped"].iloc[0])
+    if df.empty:
+        return {"results": out}
+    df = df.assign(severity=df["severity"].fillna("").astype(str))
+    for _, g in df.groupby(list(CELL_KEYS), sort=False, dropna=False):
+        first = g.iloc[0]
+        trained = first["checkpoint_sha"] not in ("-", "", None)
+        entry = {"method": first["method"], "checkpoint": first["checkpoint"],
+                 "checkpoint_sha256": first["checkpoint_sha"] if trained else None,
+                 "seed": int(first["seed"]) if trained and first["seed"] == first["seed"]
+                 and first["seed"] is not None else None,
+                 "dataset": first["dataset"], "perturbation": first["perturbation"],
+                 "severity": first["severity"], "n_images": int(first["n_images"])}
+        n_skipped = first.get("n_skipped", 0)
+        if n_skipped == n_skipped and n_skipped and n_skipped > 0:
+            skipped = json.loads(first.get("provenance") or "{}").get("skipped", [])
+            entry["n_skipped"] = int(n_skipped)
+            entry["skipped"] = [{"sample_id": sid, "reason": reason} for sid, reason in skipped]
         entry["metrics"] = {m: (None if v != v else float(v)) for m, v in zip(g.metric, g.value)}
         out.append(entry)
     return {"results": out}
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from imlbench.benchmark.evaluate import named_in_store
     from imlbench.benchmark.score import score_predictions
     from imlbench.datasets import resolve_dataset
     from imlbench.results.store import ResultStore, cell_records, new_run_id, provenance, to_frame
 
-    dataset = resolve_dataset(args.dataset)
+    store = ResultStore(args.results_dir) if args.results_dir else None
+    dataset = named_in_store(resolve_dataset(args.dataset), store)
     res, digest = score_predictions(args.predictions, dataset, resize=args.resize,
                                     include_authentic=args.include_authentic)
     pred_dir = Path(args.predictions)
@@ -169,10 +200,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         res.metrics, run_id=new_run_id(), method=args.name or f"maps:{pred_dir.resolve().name}",
         checkpoint=pred_dir.name, checkpoint_sha=digest[:12], dataset=dataset.name,
         perturbation="none", severity="", n_images=res.n_images, n_tampered=res.n_tampered,
-        device="-", provenance=provenance(predictions=str(pred_dir.resolve()), resize=args.resize),
+        device="-", provenance=provenance(predictions=str(pred_dir.resolve()), resize=args.resize,
+                                          **({"dataset_path": dataset.path} if dataset.path else {})),
         dataset_sha=dataset.fingerprint())
-    if args.results_dir:
-        ResultStore(args.results_dir).append(records)
+    if store is not None:
+        store.append(records)
     return _print_outcome(to_frame(records), args)
 
 
@@ -253,7 +285,7 @@ def cmd_export_masks(args: argparse.Namespace) -> int:
     from imlbench.results.export import export_masks
 
     if not args.dataset:
-        raise ValueError("export-masks needs --dataset (a registered name or a dataset path)")
+        raise UsageError("export-masks needs --dataset (a registered name or a dataset path)")
     r = export_masks(args.method, args.dataset, args.out, n_overview=args.n_overview,
                      device=args.device, batch_size=args.batch_size, num_workers=args.workers,
                      checkpoint=args.checkpoint, config=dict(args.config),
@@ -300,7 +332,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from imlbench.benchmark.train import train
 
     if args.protocol and args.dataset:
-        raise ValueError(f"give --protocol (its training split, sampling and validation) or "
+        raise UsageError(f"give --protocol (its training split, sampling and validation) or "
                          f"--dataset, not both (got --protocol {args.protocol} --dataset {args.dataset})")
     if args.protocol:
         from imlbench.datasets.protocols import load_protocol
@@ -321,8 +353,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imlbench", description=__doc__.splitlines()[0] if __doc__ else None)
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    parser = argparse.ArgumentParser(prog="imlbench", description=DESCRIPTION)
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of expected errors too (or set {DEBUG_ENV}=1)")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND",
+                                help="one of the commands below; `imlbench COMMAND --help` for its options")
 
     p = sub.add_parser("run", help="evaluate methods on datasets and print the leaderboard")
     _common_eval(p)
@@ -352,43 +387,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="method label in the results (default maps:<folder>)")
     _data_root(p)
     p.add_argument("--resize", action="store_true", help="resize maps whose size differs from the mask")
-    p.add_argument("--include-authentic", action="store_true")
-    p.add_argument("--results-dir", default="results")
-    p.add_argument("--metric", default="pixel_f1")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--include-authentic", action="store_true",
+                   help="also score authentic images in pixel metrics (default: tampered only)")
+    p.add_argument("--results-dir", default="results",
+                   help="results store to append to (default ./results; '' keeps nothing)")
+    p.add_argument("--metric", default="pixel_f1", help="metric of the printed leaderboard")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead")
     p.add_argument("--quiet", action="store_true", help="accepted for symmetry with run")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("leaderboard", help="render the results store (markdown/CSV)")
-    p.add_argument("--results-dir", default="results")
-    p.add_argument("--metric", default="pixel_f1")
+    p.add_argument("--results-dir", default="results", help="results store (default ./results)")
+    p.add_argument("--metric", default="pixel_f1",
+                   help="metric of the summary and robustness tables (default pixel_f1)")
     p.add_argument("--method", help="only these methods (comma list)")
     p.add_argument("--dataset", help="only these datasets (comma list)")
     p.add_argument("--out", help="also write the markdown here")
     p.add_argument("--csv", help="also write the tidy records as CSV here")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print the stored cells as JSON (one entry per cell) instead")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("plot", help="robustness curves (PNG) from the results store")
-    p.add_argument("--results-dir", default="results")
-    p.add_argument("--metric", default="pixel_f1")
+    p.add_argument("--results-dir", default="results", help="results store (default ./results)")
+    p.add_argument("--metric", default="pixel_f1", help="metric on the y axis (default pixel_f1)")
     p.add_argument("--method", help="only these methods (comma list)")
-    p.add_argument("--out", default="results/plots")
+    p.add_argument("--out", default="results/plots",
+                   help="folder of the PNGs (default results/plots)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("list", help="registered plug-ins: list [methods|datasets|perturbations|metrics] [PATTERN]")
-    p.add_argument("kind", nargs="?", choices=["methods", "datasets", "perturbations", "metrics"])
+    p.add_argument("kind", nargs="?", choices=["methods", "datasets", "perturbations", "metrics"],
+                   help="which registry (default: all four)")
     p.add_argument("pattern", nargs="?", default="*", help="shell wildcard, e.g. 'n*'")
     p.add_argument("-v", "--verbose", action="store_true", help="with descriptions")
     p.add_argument("--all", action="store_true", help="include test-only sanity plug-ins")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("data", help="datasets: build the synthetic benchmark, check a dataset")
-    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    dsub = p.add_subparsers(dest="data_cmd", required=True, metavar="{synth,check}",
+                            help="synth: build the synthetic benchmark; check: find problems")
     q = dsub.add_parser("synth", help="build the embedded synthetic benchmark")
     q.add_argument("--force", action="store_true", help="rebuild even if cached")
     q = dsub.add_parser("check", help="counts and problems of a dataset; non-zero exit on problems")
-    q.add_argument("dataset", nargs="?", default="all")
+    q.add_argument("dataset", nargs="?", default="all",
+                   help="registered name, dataset path, or all (default: every test set present)")
     _data_root(q)
     p.set_defaults(func=cmd_data)
 
@@ -396,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_env)
 
     p = sub.add_parser("train", help="train a method (checkpoints under the data home)")
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, help="registered name of a trainable method")
     p.add_argument("--dataset", help="training set: registered name or path (default synth-train)")
     p.add_argument("--protocol", help="train on a protocol's training split with its sampling "
                                       "(cat: balanced draws per set) and validation split")
@@ -404,34 +447,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation set (default: the protocol's, else synth-val)")
     _data_root(p)
     p.add_argument("--recipe", default="quick", help="quick (CPU, minutes) | paper (published, GPU)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="optimizer steps per stage (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights and data order (default 0)")
     p.add_argument("--stage", help="train only this stage (e.g. MPC's 1 or 2)")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--config", action="append", type=_kv, default=[], metavar="KEY=VALUE")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the run folder from its last saved step")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--config", action="append", type=_kv, default=[], metavar="KEY=VALUE",
+                   help="method option, typed as the method declares it, e.g. --config "
+                        "contrast_weight=0.2 (repeatable; overrides the recipe's)")
     p.add_argument("--out-dir", help="run folder (default: the checkpoint cache)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
     return parser
 
 
+def _add_debug_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` after a sub-command too (``imlbench run ... --debug``); SUPPRESS keeps a
+    sub-parser from resetting the value given before the sub-command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help=f"show the traceback of expected errors too "
+                                      f"(or set {DEBUG_ENV}=1)")
+                _add_debug_everywhere(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "data_root", None):  # the adapters read it from the environment
-        from imlbench.paths import DATA_ROOT_ENV
-
-        os.environ[DATA_ROOT_ENV] = str(Path(args.data_root).expanduser().resolve())
-    from imlbench.registry import RegistryError
-
+    parser = build_parser()
+    _add_debug_everywhere(parser)
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
+        if getattr(args, "data_root", None):  # the adapters read it from the environment
+            from imlbench.paths import DATA_ROOT_ENV
+
+            os.environ[DATA_ROOT_ENV] = str(Path(args.data_root).expanduser().resolve())
         return int(args.func(args) or 0)
-    except (RegistryError, ValueError, FileNotFoundError) as exc:
-        # user errors: one clear line, no traceback (set IMLBENCH_DEBUG=1 for one)
-        if os.environ.get("IMLBENCH_DEBUG"):
+    except ImlbenchError as exc:  # expected: one clear line; anything else is a bug (traceback)
+        if debug:
             raise
         print(f"imlbench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("imlbench: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `imlbench leaderboard | head`: the reader left, nothing is wrong
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -18,16 +18,15 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
+from imlbench.errors import ImlbenchError, PluginError
+
 T = TypeVar("T")
 
 PLUGIN_GROUP = "imlbench.plugins"
 
 
-class RegistryError(KeyError):
+class RegistryError(ImlbenchError, KeyError):
     """Raised for an unknown or duplicate name; ``str()`` is the full, actionable message."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
 
 
 @dataclass
@@ -45,6 +44,7 @@ class Registry(Generic[T]):
     builtin_modules: tuple[str, ...] = ()
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
     _loaded: bool = False
+    _loading: bool = False
 
     # -- registration -------------------------------------------------------------------
     def register(self, name: str | None = None, *, test_only: bool = False,
@@ -73,12 +73,28 @@ class Registry(Generic[T]):
 
     # -- lookup -------------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
-        if self._loaded:
+        """Import the built-in modules, then the entry points; loaded only once all succeed.
+
+        A module that fails to import is re-raised with its name, and the next lookup tries
+        again, rather than answering "unknown method" from a half-filled registry. Lookups
+        made while the modules import (a module asking ``name in METHODS``) see what is there.
+        """
+        if self._loaded or self._loading:
             return
+        self._loading = True
+        try:
+            for mod in self.builtin_modules:
+                try:
+                    importlib.import_module(mod)
+                except Exception as exc:  # a bug or a broken install: keep the traceback
+                    raise ImportError(f"imlbench's built-in {self.kind} module {mod!r} failed to "
+                                      f"import ({type(exc).__name__}: {exc}); the {self.kind}s "
+                                      "it registers are unavailable until it imports",
+                                      name=mod) from exc
+            _load_entry_points()
+        finally:
+            self._loading = False
         self._loaded = True
-        for mod in self.builtin_modules:
-            importlib.import_module(mod)
-        _load_entry_points()
 
     def get(self, name: str) -> T:
         return self.entry(name).obj
@@ -129,14 +145,14 @@ def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:
         return
-    _entry_points_loaded = True
     for ep in metadata.entry_points(group=PLUGIN_GROUP):
         try:
             ep.load()
         except Exception as exc:  # a broken third-party plug-in must say which one it is
-            raise RuntimeError(
+            raise PluginError(
                 f"imlbench plug-in {ep.name!r} ({ep.value}) failed to import: {exc}. "
                 f"Fix or uninstall the package that declares it.") from exc
+    _entry_points_loaded = True  # only once every plug-in imported: a failure is raised again
 
 
 def _origin(obj: object) -> str:

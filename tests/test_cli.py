@@ -119,3 +119,120 @@ def test_bad_sample_fails_fast_or_is_skipped_and_listed(tiny, capsys):
     assert main(["leaderboard", "--results-dir", res]) == 0
     text = capsys.readouterr().out
     assert "Skipped samples" in text and "1 skipped (" in text and "img01" in text.split("Skipped")[1]
+
+
+# -- hardening: JSON per cell, skipped files, help, dataset names -------------------------
+def _seed_checkpoint(root, seed):
+    """A tiny seg_ce checkpoint as the cache stores every one: ``<run>/best.safetensors``."""
+    import torch
+
+    from imlbench.benchmark.checkpoints import save_weights
+    from imlbench.methods.seg_ce import SegCE
+
+    torch.manual_seed(seed)
+    path = root / f"run{seed}" / "best.safetensors"
+    path.parent.mkdir(parents=True)
+    save_weights(path, SegCE(**SegCE.tiny_config()).state_dict(),
+                 {"method": "seg_ce", "config": SegCE.tiny_config(), "seed": seed})
+    return path
+
+
+def test_json_keeps_one_entry_per_seed_with_its_checkpoint_hash(tiny, capsys):
+    from imlbench.benchmark.checkpoints import checkpoint_sha256
+
+    ds, res = str(tiny / "tiny"), str(tiny / "res")
+    shas = {}
+    for seed in (1, 2):
+        ckpt = _seed_checkpoint(tiny / "ckpts", seed)
+        shas[seed] = checkpoint_sha256(ckpt)[:12]
+        out = run_json(capsys, "sweep", "--method", "seg_ce", "--checkpoint", str(ckpt),
+                       "--seed", str(seed), "--perturb", "jpeg:70", "--dataset", ds,
+                       "--results-dir", res, "--workers", "0")
+    assert shas[1] != shas[2]
+    capsys.readouterr()
+    assert main(["leaderboard", "--results-dir", res, "--json"]) == 0
+    for printed in (out, json.loads(capsys.readouterr().out)):
+        cells = printed["results"]
+        assert len(cells) == 4, "two seeds x (clean, jpeg 70): one entry each"
+        assert {(c["seed"], c["checkpoint_sha256"], c["perturbation"]) for c in cells} == {
+            (s, shas[s], p) for s in (1, 2) for p in ("none", "jpeg")}
+        assert all(c["checkpoint"] == "best.safetensors" for c in cells)
+    by_seed = {c["seed"]: c["metrics"] for c in cells if c["perturbation"] == "none"}
+    assert by_seed[1] != by_seed[2]  # each seed's own values, not the last one's twice
+
+
+def test_skip_bad_json_names_the_skipped_files_and_why(tiny, capsys):
+    (tiny / "tiny" / "Tp" / "img01.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = run_json(capsys, "run", "--method", "ela", "--dataset", str(tiny / "tiny"),
+                   "--results-dir", str(tiny / "res"), "--workers", "0", "--skip-bad")
+    (cell,) = out["results"]
+    assert cell["n_skipped"] == 1 and len(cell["skipped"]) == 1
+    (skipped,) = cell["skipped"]
+    assert skipped["sample_id"] == "Tp/img01.png" and skipped["reason"]
+    assert cell["checkpoint_sha256"] is None and cell["seed"] is None  # training-free
+
+
+def _walk(parser):
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _walk(sub)
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from imlbench.cli import _add_debug_everywhere, build_parser
+
+    parser = build_parser()
+    _add_debug_everywhere(parser)
+    missing = [f"{p.prog} {a.dest}" for p in _walk(parser) for a in p._actions
+               if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert missing == []
+    assert "`" not in parser.description and "``" not in (parser.format_help())
+
+
+def test_leaderboard_help_describes_its_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["leaderboard", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--results-dir", "--metric", "--json"):
+        assert option in text
+    assert "results store" in text and "as JSON" in text
+
+
+def test_path_datasets_are_named_by_folder_never_by_machine_path(tmp_path, capsys):
+    from tests.helpers import make_folder_dataset
+
+    first, second = tmp_path / "a" / "photos", tmp_path / "b" / "photos"
+    make_folder_dataset(first, n_tampered=2, n_authentic=1)
+    make_folder_dataset(second, n_tampered=3, n_authentic=1, seed=1)  # other files, same name
+    res = str(tmp_path / "res")
+    names = []
+    for path in (first, second, first):
+        out = run_json(capsys, "run", "--method", "oracle", "--dataset", str(path),
+                       "--results-dir", res, "--workers", "0")
+        names.append(out["results"][0]["dataset"])
+    assert names[0] == "photos" and names[2] == "photos", "the same folder keeps its name"
+    assert names[1].startswith("photos-") and len(names[1]) == len("photos-") + 6
+    assert main(["leaderboard", "--results-dir", res]) == 0
+    text = capsys.readouterr().out
+    assert str(tmp_path) not in text and "### photos\n" in text
+    from imlbench.results.store import ResultStore
+
+    stored = ResultStore(res).load()
+    assert not stored.dataset.str.contains("/").any()
+    paths = {json.loads(p)["dataset_path"] for p in stored.provenance}
+    assert paths == {str(first.resolve()), str(second.resolve())}
+
+
+def test_path_dataset_never_takes_a_registered_name(tmp_path, capsys):
+    from tests.helpers import make_folder_dataset
+
+    make_folder_dataset(tmp_path / "synth-splice", n_tampered=1, n_authentic=1)
+    out = run_json(capsys, "run", "--method", "oracle", "--dataset", str(tmp_path / "synth-splice"),
+                   "--results-dir", str(tmp_path / "res"), "--workers", "0")
+    assert out["results"][0]["dataset"].startswith("synth-splice-")

@@ -54,7 +54,7 @@ def test_benco_json_relative_absolute_and_negative(tmp_path):
     assert _summary(ds) == [(str(outside), "c_gt.png", 1), ("au/a.png", None, 0), ("tp/b.jpg", "b.png", 1)]
     assert ds[2].image_path == tmp_path / "data/tp/b.jpg"
     assert ds[0].image_path == outside  # absolute paths are used as written
-    assert ds.n_tampered == 2 and ds.name == str(path)
+    assert ds.n_tampered == 2 and ds.name == "list"  # the stem, never a machine path
     sample = ds[2]
     assert load_mask(sample.mask_path, load_image(sample.image_path).shape[:2]).sum() == 12
 
@@ -111,7 +111,7 @@ def test_benco_folder_matches_by_stem_and_reads_au(tmp_path):
     ds = read_benco_folder(tmp_path)
     assert _summary(ds) == [("Au/x1.jpeg", None, 0), ("Tp/x1.JPG", "x1_gt.png", 1),
                             ("Tp/x2.tiff", "x2.bmp", 1)]
-    assert all(s.source == str(tmp_path) for s in ds.samples)
+    assert all(s.source == tmp_path.name for s in ds.samples)
 
 
 def test_benco_folder_reports_unmatched_images_and_masks(tmp_path):
@@ -159,7 +159,7 @@ def test_image_mask_folders_authentic_only_when_allowed(tmp_path):
         read_image_mask_folders(tmp_path / "images", tmp_path / "masks").samples
     ds = read_image_mask_folders(tmp_path / "images", tmp_path / "masks", authentic_without_mask=True)
     assert _summary(ds) == [("a.png", "a_mask.png", 1), ("b.jpg", None, 0)]
-    assert ds.name == str(tmp_path)
+    assert ds.name == tmp_path.name
 
 
 def test_image_mask_folders_missing_folder(tmp_path):
@@ -178,7 +178,8 @@ def test_resolve_dataset_dispatches_on_layout(tmp_path):
     assert _summary(resolve_dataset(str(tmp_path / "benco"))) == [("Tp/a.png", "a.png", 1)]
     assert _summary(resolve_dataset(tmp_path / "plain")) == [("a.png", "a_gt.png", 1)]
     assert _summary(resolve_dataset(str(tmp_path / "list.json"))) == [("benco/Tp/a.png", "a.png", 1)]
-    assert resolve_dataset(str(tmp_path / "list.json")).name == str(tmp_path / "list.json")
+    assert resolve_dataset(str(tmp_path / "list.json")).name == "list"
+    assert resolve_dataset(tmp_path / "benco").name == "benco"
 
 
 def test_resolve_dataset_passes_options(tmp_path):

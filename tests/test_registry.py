@@ -70,3 +70,45 @@ def test_broken_plugin_names_itself(monkeypatch):
     monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [BadEP()])
     with pytest.raises(RuntimeError, match="bad_pkg:oops"):
         registry._load_entry_points()
+
+
+def test_builtin_module_failing_to_import_is_raised_with_its_name_until_it_imports(
+        tmp_path, monkeypatch):
+    """A registry is never left half-loaded: the import error names the module, and every
+    lookup tries again (no "unknown widget" from the entries registered before the failure)."""
+    import importlib
+
+    import imlbench.registry as registry
+
+    reg: Registry = Registry("widget", ("half_broken_widgets",))
+    monkeypatch.setattr(registry, "WIDGETS_FOR_TEST", reg, raising=False)
+    module = tmp_path / "half_broken_widgets.py"
+    body = "import imlbench.registry as r\nr.WIDGETS_FOR_TEST.add('first', 1)\n"
+    module.write_text(body + "raise RuntimeError('half-way')\nr.WIDGETS_FOR_TEST.add('second', 2)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for _ in range(2):
+        with pytest.raises(ImportError, match="'half_broken_widgets' failed to import "
+                                              r"\(RuntimeError: half-way\)") as exc:
+            reg.get("second")
+        assert exc.value.name == "half_broken_widgets"
+    module.write_text(body + "r.WIDGETS_FOR_TEST.add('second', 2)\n")
+    importlib.invalidate_caches()
+    assert reg.get("second") == 2 and reg.list() == ["first", "second"]
+
+
+def test_broken_plugin_is_an_expected_error_and_is_retried(monkeypatch):
+    import imlbench.registry as registry
+    from imlbench.errors import ImlbenchError
+
+    class BadEP:
+        name, value = "bad", "bad_pkg:oops"
+
+        def load(self):
+            raise ImportError("no module named bad_pkg")
+
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [BadEP()])
+    for _ in range(2):
+        with pytest.raises(ImlbenchError, match="bad_pkg:oops"):
+            registry._load_entry_points()
+    assert registry._entry_points_loaded is False

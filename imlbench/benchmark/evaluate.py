@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -15,12 +16,14 @@ from imlbench.benchmark import distributed
 from imlbench.benchmark.device import resolve_device
 from imlbench.benchmark.runner import CellResult, evaluate_cell
 from imlbench.datasets import resolve_dataset, test_set_names
-from imlbench.datasets.base import Dataset
+from imlbench.datasets.base import Dataset, DatasetError
+from imlbench.errors import UsageError
 from imlbench.methods.base import Method
-from imlbench.registry import METHODS
+from imlbench.registry import DATASETS, METHODS
 from imlbench.results.store import (ResultRecord, ResultStore, cell_records, new_run_id,
                                     provenance, to_frame)
 from imlbench.robustness import CLEAN, PerturbationSpec
+from imlbench.typed_config import method_config
 
 T = TypeVar("T")
 
@@ -29,7 +32,14 @@ def method_label(name: str, config: dict | None) -> str:
     """``ncl`` or ``ncl[contour=drop]``: a non-default config is part of the method's identity."""
     if not config:
         return name
-    return name + "[" + ",".join(f"{k}={config[k]}" for k in sorted(config)) + "]"
+    return name + "[" + ",".join(f"{k}={_label_value(config[k])}" for k in sorted(config)) + "]"
+
+
+def _label_value(value: object) -> str:
+    """Sequences as ``[64, 32]`` whether they came as a list (YAML) or a tuple (typed)."""
+    if isinstance(value, tuple):
+        value = list(value)
+    return str(value)
 
 
 @dataclass
@@ -45,13 +55,15 @@ def load(name: str, *, checkpoint: str | Path | None = None, config: dict | None
          trust_checkpoint: bool = False, device: str = "auto", seed: int = 0,
          protocol: str = "synthetic", recipe: str | None = None) -> LoadedMethod:
     """Build a method by name. Trainable methods need weights: ``checkpoint`` if given, else the
-    best checkpoint already trained for this method/config/seed, else one is trained now."""
+    best checkpoint already trained for this method/config/seed, else one is trained now.
+    ``config`` values are checked against the method's declared option types (text is parsed:
+    ``"1e-3"`` → 0.001 for a float option)."""
     cls = METHODS.get(name)
-    config = dict(config or {})
+    config = method_config(name, config)
     config = {**getattr(cls, "labelled_defaults", {}), **config}  # NCL.labelled_defaults: why
     if not getattr(cls, "trainable", False):
         if checkpoint is not None:
-            raise ValueError(f"method {name!r} is training-free; --checkpoint does not apply")
+            raise UsageError(f"method {name!r} is training-free; --checkpoint does not apply")
         return LoadedMethod(method_label(name, config), METHODS.build(name, **config), "-", "-", config)
     from imlbench.benchmark.checkpoints import checkpoint_sha256, ensure_checkpoint, load_method
 
@@ -106,8 +118,9 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
     # Rank 0 builds what is missing (synthetic data, checkpoints) while the others wait, and
     # every rank reads the store's done cells before anyone writes, so all ranks agree on work.
     datasets_by_name = _main_first(ctx, lambda: {n: _listed(resolve_dataset(n)) for n in dataset_names})
+    datasets_by_name = {n: named_in_store(ds, store) for n, ds in datasets_by_name.items()}
     if not dataset_names:
-        raise ValueError("no dataset to evaluate: `--dataset all` found no registered test set with "
+        raise DatasetError("no dataset to evaluate: `--dataset all` found no registered test set with "
                          "data present; build the synthetic one with `imlbench data synth`")
     run_id = ctx.broadcast(run_id or new_run_id())
     dev = str(resolve_device(device))
@@ -143,8 +156,9 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                     if not ctx.is_main:
                         continue  # one writer per cell
                 skipped = sorted((b.sample_id, b.reason) for b in res.skipped)
+                where = {"dataset_path": dataset.path} if dataset.path else {}
                 prov = provenance(config=m.config, include_authentic=include_authentic,
-                                  world_size=ctx.world_size, skipped=skipped)
+                                  world_size=ctx.world_size, skipped=skipped, **where)
                 records = cell_records(
                     res.metrics, run_id=run_id, method=m.label, checkpoint=m.checkpoint,
                     checkpoint_sha=m.checkpoint_sha, dataset=dataset.name, perturbation=pert.name,
@@ -160,6 +174,16 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
     return to_frame(written)
 
 
+def named_in_store(dataset: Dataset, store: ResultStore | None) -> Dataset:
+    """A dataset given as a path under a name unique in ``store`` (see
+    :meth:`ResultStore.unique_dataset_name`); registered datasets keep their name."""
+    if dataset.path is None or store is None:
+        return dataset
+    name = store.unique_dataset_name(dataset.name, dataset.path, dataset.fingerprint(),
+                                     taken=DATASETS.list(include_test_only=True))
+    return dataset if name == dataset.name else dataclasses.replace(dataset, name=name)
+
+
 def _main_first(ctx: distributed.DistContext, build: Callable[[], T]) -> T:
     """Run ``build`` on rank 0 first (it may train or generate data), then on the others."""
     if ctx.is_main:
@@ -173,7 +197,7 @@ def _main_first(ctx: distributed.DistContext, build: Callable[[], T]) -> T:
 def _listed(dataset: Dataset) -> Dataset:
     """List (and for synthetic sets, build) the data now; an empty dataset is an error."""
     if len(dataset.samples) == 0:
-        raise ValueError(f"dataset {dataset.name!r} has no samples; check its files with "
+        raise DatasetError(f"dataset {dataset.name!r} has no samples; check its files with "
                          f"`imlbench data check {dataset.name}`")
     return dataset
 

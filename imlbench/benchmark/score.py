@@ -20,12 +20,13 @@ import torch.nn.functional as F
 
 from imlbench.benchmark.runner import CellResult, prediction_names
 from imlbench.datasets.base import Dataset, load_mask, open_decoded
+from imlbench.errors import ImlbenchError
 from imlbench.metrics import MetricSuite, ScoredImage
 
 MAP_SUFFIXES = (".npy", ".png", ".tif", ".tiff")
 
 
-class ScoreError(ValueError):
+class ScoreError(ImlbenchError, ValueError):
     pass
 
 

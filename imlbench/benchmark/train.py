@@ -19,18 +19,18 @@ uninterrupted loss curve exactly.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import random
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.utils.data import DataLoader
 
 import imlbench
@@ -42,10 +42,13 @@ from imlbench.benchmark.runner import evaluate_method
 from imlbench.benchmark.train_data import StreamPositions, TrainDataset, load_shaped
 from imlbench.datasets.base import Dataset
 from imlbench.datasets.protocols import Protocol, Sampling
+from imlbench.errors import (ConfigError, MethodContractError, RunExistsError,
+                             TrainingDivergedError, UsageError)
 from imlbench.methods.base import InputPolicy, Method
 from imlbench.progress import progress_bar
 from imlbench.registry import METHODS
 from imlbench.seeding import stable_seed
+from imlbench import typed_config
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "configs" / "recipes"
 
@@ -73,7 +76,7 @@ class Recipe:
     val_every: int = 0
     """Validate every N steps (0: only at the end of the last stage)."""
     val_metric: str = "pixel_f1"
-    val_mode: str = "max"
+    val_mode: Literal["max", "min"] = "max"
     val_max_images: int | None = None
     """Validate on this many evenly spaced validation images (``None``: all)."""
     val_batch_size: int = 8
@@ -102,7 +105,7 @@ def load_recipe(recipe: str | Path, method: str, steps: int | None = None) -> Re
     step count of every stage."""
     path = Path(recipe) if str(recipe).endswith((".yaml", ".yml")) else RECIPES_DIR / f"{recipe}.yaml"
     if not path.is_file():
-        raise ValueError(f"unknown recipe {str(recipe)!r}: expected one of {recipe_names()} "
+        raise ConfigError(f"unknown recipe {str(recipe)!r}: expected one of {recipe_names()} "
                          f"or a path to a .yaml file")
     data = {"name": path.stem, **_read_yaml(path)}
     per_method = path.parent / path.stem / f"{method}.yaml"
@@ -112,20 +115,43 @@ def load_recipe(recipe: str | Path, method: str, steps: int | None = None) -> Re
         data["steps"] = steps
         data["stages"] = {s: {k: v for k, v in o.items() if k != "steps"}
                           for s, o in data.get("stages", {}).items()}
-    known = {f.name for f in dataclasses.fields(Recipe)}
-    unknown = set(data) - known
-    for overrides in data.get("stages", {}).values():
-        unknown |= set(overrides) - known
-    if unknown:
-        raise ValueError(f"recipe {path} (+ {per_method.name if per_method.is_file() else 'no'} "
-                         f"per-method file) has unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    return Recipe(**data)
+    return Recipe(**_typed_recipe(data, method, f"recipe {path}" + (
+        f" (+ {per_method.name})" if per_method.is_file() else "")))
+
+
+def _typed_recipe(data: dict[str, Any], method: str, where: str) -> dict[str, Any]:
+    """``data`` checked against :class:`Recipe`'s field types (stage overrides too) and its
+    ``method:`` options against the method's; a wrong type or unknown key names the field."""
+    fields = typed_config.dataclass_fields(Recipe)
+    unknown = set(data) - set(fields)
+    for overrides in (data.get("stages") or {}).values():
+        unknown |= set(overrides or {}) - set(fields)
+    if unknown:  # all of them at once, with the closest known field of each
+        close = {k: difflib.get_close_matches(k, list(fields), n=1) for k in sorted(unknown)}
+        hints = "; ".join(f"{k!r}: did you mean {c[0]!r}?" for k, c in close.items() if c)
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}"
+                          f"{' (' + hints + ')' if hints else ''}; known: {sorted(fields)}")
+    typed = typed_config.coerce_fields(data, fields, where, kind="field")
+    typed["stages"] = {str(stage): typed_config.coerce_fields(overrides or {}, fields,
+                                                              f"{where}, stage {stage!r}",
+                                                              kind="field")
+                       for stage, overrides in typed.get("stages", {}).items()}
+    if method in METHODS:  # a recipe read for an unregistered name: nothing to check against
+        try:
+            typed["method"] = typed_config.method_config(method, typed.get("method", {}))
+        except ConfigError as exc:
+            raise type(exc)(f"{where}, method options: {exc}") from None
+    missing = [f.name for f in dataclasses.fields(Recipe) if f.name not in typed
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where} lacks {missing}; every recipe sets them (see quick.yaml)")
+    return typed
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text()) or {}
+    data = typed_config.load_yaml(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"recipe file {path} must hold a mapping, got {type(data).__name__}")
+        raise ConfigError(f"recipe file {path} must hold a mapping, got {type(data).__name__}")
     return data
 
 
@@ -138,7 +164,7 @@ def build_optimizer(method: Method, params: Sequence[torch.nn.Parameter],
     cfg = dict(cfg)
     name, custom = cfg.pop("name"), cfg.pop("custom_keys", {})
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+        raise ConfigError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
     lr, wd = cfg.pop("lr"), cfg.pop("weight_decay", 0.0)
     names = {id(p): n for n, p in method.named_parameters()}
     keys = sorted(sorted(custom), key=len, reverse=True)
@@ -168,7 +194,7 @@ def lr_factor(step: int, total: int, cfg: dict[str, Any]) -> float:
     elif name == "constant":
         decay = 1.0
     else:
-        raise ValueError(f"unknown schedule {name!r}; choose poly, cosine or constant")
+        raise ConfigError(f"unknown schedule {name!r}; choose poly, cosine or constant")
     return floor + (1.0 - floor) * float(decay)
 
 
@@ -242,24 +268,25 @@ def train(method: str, *, dataset: str | Dataset | Protocol = "synth-train",
     cls = METHODS.get(method)
     if not getattr(cls, "trainable", False):
         trainable = [n for n in METHODS.list() if getattr(METHODS.get(n), "trainable", False)]
-        raise ValueError(f"method {method!r} is not trainable; trainable methods: {trainable}")
+        raise UsageError(f"method {method!r} is not trainable; trainable methods: {trainable}")
     ctx = distributed.context() if data_parallel else distributed.DistContext()
     dev = resolve_device(distributed.device_for(ctx, device))
     rcp = load_recipe(recipe, method, steps)
     source = _TrainingSource.of(dataset, val_dataset)
     train_ds, val_ds = source.train, source.val
+    method_config = typed_config.method_config(method, method_config)  # "1e-3" -> 0.001
     # options whose default changed are always part of the identity (NCL.labelled_defaults)
     method_config = {**getattr(cls, "labelled_defaults", {}), **(method_config or {})}
-    config = {**rcp.method, **(method_config or {})}
+    config = {**rcp.method, **method_config}
     seed_everything(seed)
     model: Method = METHODS.build(method, **config).to(dev)
     # stages come from the built model: a config can drop one (MPC with stage1=False)
     stages = tuple(model.stages) if stage is None else (stage,)
     if stage is not None and stage not in model.stages:
-        raise ValueError(f"method {method!r} has stages {model.stages}, got stage {stage!r}")
+        raise UsageError(f"method {method!r} has stages {model.stages}, got stage {stage!r}")
     info = {"method": method, "config": config, "method_config": method_config or {},
-            "recipe": dataclasses.asdict(rcp), "seed": seed, "dataset": train_ds.name,
-            "val_dataset": val_ds.name if val_ds else None, "stages": list(stages)}
+            "recipe": dataclasses.asdict(rcp), "seed": seed, "dataset": _identity(train_ds),
+            "val_dataset": _identity(val_ds) if val_ds else None, "stages": list(stages)}
     if source.sampling.mode != "concat":  # absent for concat, so older runs keep their hashes
         info["sampling"] = dataclasses.asdict(source.sampling)
     run_dir = Path(out_dir) if out_dir is not None else (
@@ -311,7 +338,7 @@ def _existing_state(paths: _RunPaths, resume: bool) -> dict[str, Any] | None:
         return None
     state = load_state(paths.state)
     if not resume:
-        raise FileExistsError(
+        raise RunExistsError(
             f"{paths.root} already holds a run ({'finished' if state.get('finished') else 'stopped'}"
             f" after {state['global_step']} steps); pass --resume to continue (or reuse) it, or "
             "choose another --seed / output folder")
@@ -354,6 +381,12 @@ class _TrainingSource:
         train_ds = _dataset(dataset)
         val_ref = "synth-val" if val_dataset == "auto" else val_dataset
         return cls(train_ds, (train_ds,), Sampling(), None if val_ref is None else _dataset(val_ref))
+
+
+def _identity(ds: Dataset) -> str:
+    """A training or validation set in a run's identity: its name, or for a dataset given as a
+    path its absolute path (two folders named ``photos`` are different data)."""
+    return ds.path or ds.name
 
 
 def _protocol_of(train_dataset: str) -> str:
@@ -427,7 +460,7 @@ class _Loop:
         self._enter_stage(stage)
         params = self.model.trainable_parameters()
         if not params:
-            raise ValueError(f"{type(self.model).__name__}.trainable_parameters() is empty in stage "
+            raise MethodContractError(f"{type(self.model).__name__}.trainable_parameters() is empty in stage "
                              f"{stage!r}; nothing to train")
         opt = build_optimizer(self.model, params, rcp.optimizer)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -496,13 +529,13 @@ class _Loop:
             with autocast(self.device, rcp.amp):
                 terms = self.model.loss(batch)
             if "loss" not in terms:
-                raise KeyError(f"{type(self.model).__name__}.loss returned {sorted(terms)}; the total "
+                raise MethodContractError(f"{type(self.model).__name__}.loss returned {sorted(terms)}; the total "
                                "to back-propagate must be under the key 'loss'")
             scaler.scale(terms["loss"] / rcp.grad_accum).backward()
             for k, v in terms.items():
                 value = float(v.detach())
                 if not np.isfinite(value):
-                    raise FloatingPointError(
+                    raise TrainingDivergedError(
                         f"loss term {k!r} of {type(self.model).__name__} is {value} at step "
                         f"{self.global_step + 1}; lower the learning rate or check the data")
                 totals[k] = totals.get(k, 0.0) + value / rcp.grad_accum
@@ -569,7 +602,7 @@ class _Loop:
         picked = [s for s in self.val_ds.samples if s.label == 1][:rcp.previews]
         if not picked:
             return None
-        policy = InputPolicy("resize", rcp.image_size)
+        policy = InputPolicy("resize", rcp.image_size, kernel=self.model.input_policy.kernel)
         rows = []
         was_training = self.model.training
         self.model.eval()

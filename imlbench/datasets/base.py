@@ -16,12 +16,14 @@ from typing import Callable, Iterator, Literal, Sequence
 import numpy as np
 from PIL import Image
 
+from imlbench.errors import ImlbenchError
+
 MASK_THRESHOLD = 127.5
 """Masks are binarised at grey > 127.5 (i.e. >= 128 on 8 bits): anti-aliased edges and JPEG
 ringing go to whichever side they are closer to. 16-bit masks are scaled to 8 bits first."""
 
 
-class DatasetError(ValueError):
+class DatasetError(ImlbenchError, ValueError):
     """A dataset's files do not match what its reader expects; message names file and fix."""
 
 
@@ -67,6 +69,9 @@ class Dataset:
     description: str = ""
     is_available: Callable[[], bool] = lambda: True
     expected_counts: tuple[int, int] | None = None
+    path: str | None = None
+    """Absolute path of the file or folder, for a dataset given as a path instead of a registered
+    name (provenance and training identity; tables show the short ``name``)."""
     _samples: tuple[Sample, ...] | None = None
     _fingerprint: str | None = None
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -118,7 +119,7 @@ def read_benco_folder(root: str | Path, *, name: str | None = None) -> Dataset:
     for sub in ("Tp", "Gt"):
         if not (root / sub).is_dir():
             raise DatasetError(f"{root} is not an IMDL-BenCo folder: {root / sub} is missing")
-    name = name or str(root)
+    name = name or path_dataset_name(root)
 
     def lister() -> list[Sample]:
         tampered = list_images(root / "Tp")
@@ -145,7 +146,7 @@ def read_image_mask_folders(images_dir: str | Path, masks_dir: str | Path, *,
     images are authentic (label 0).
     """
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
-    name = name or str(images_dir.parent if images_dir.name == "images" else images_dir)
+    name = name or path_dataset_name(images_dir.parent if images_dir.name == "images" else images_dir)
 
     def lister() -> list[Sample]:
         images = list_images(images_dir)
@@ -169,7 +170,7 @@ def read_benco_json(path: str | Path, *, name: str | None = None,
     if not path.is_file():
         raise DatasetError(f"IMDL-BenCo JSON file not found: {path}")
     base = Path(os.path.abspath(path)).parent
-    name = name or str(path)
+    name = name or path_dataset_name(path)
 
     def lister() -> list[Sample]:
         try:
@@ -211,24 +212,36 @@ def _resolve_entry(text: str, base: Path, json_path: Path, allow_outside: bool) 
 
 
 # -- names and paths ----------------------------------------------------------------------
+def path_dataset_name(path: str | Path) -> str:
+    """Short name of a dataset given as a path: the JSON file's stem or the folder's name
+    (``/data/casia2/list.json`` → ``list``, ``/data/my_set/`` → ``my_set``). Tables and records
+    show this name, never a machine's path; the full path goes to the records' provenance, and
+    :meth:`~imlbench.results.store.ResultStore.unique_dataset_name` keeps it unique in a store."""
+    path = Path(os.path.abspath(Path(path).expanduser()))
+    return path.stem if path.suffix.lower() == ".json" else path.name
+
+
 def resolve_dataset(name_or_path: str | Path, *, allow_outside: bool = False,
                     authentic_without_mask: bool = False) -> Dataset:
     """A registered dataset name, or a path in one of :data:`LAYOUTS`.
 
     ``allow_outside`` applies to BenCo JSON files, ``authentic_without_mask`` to
-    ``images/`` + ``masks/`` folders.
+    ``images/`` + ``masks/`` folders. A path dataset is named by :func:`path_dataset_name` and
+    keeps its absolute path in ``Dataset.path``.
     """
     text = str(name_or_path)
     if text in DATASETS:
         return DATASETS.build(text)
     path = Path(text).expanduser()
+    name, where = path_dataset_name(path), str(Path(os.path.abspath(path)))
     if path.is_file() and path.suffix.lower() == ".json":
-        return read_benco_json(path, name=text, allow_outside=allow_outside)
+        return replace(read_benco_json(path, name=name, allow_outside=allow_outside), path=where)
     if path.is_dir() and (path / "Tp").is_dir() and (path / "Gt").is_dir():
-        return read_benco_folder(path, name=text)
+        return replace(read_benco_folder(path, name=name), path=where)
     if path.is_dir() and (path / "images").is_dir() and (path / "masks").is_dir():
-        return read_image_mask_folders(path / "images", path / "masks", name=text,
-                                       authentic_without_mask=authentic_without_mask)
+        return replace(read_image_mask_folders(path / "images", path / "masks", name=name,
+                                               authentic_without_mask=authentic_without_mask),
+                       path=where)
     expected = "; or ".join(LAYOUTS)
     if path.exists():
         raise DatasetError(f"{path} is not a dataset layout imlbench reads; expected {expected}")

@@ -26,6 +26,7 @@ from typing import Any, Literal, Sequence
 
 from imlbench.datasets.base import Dataset, DatasetError, Sample
 from imlbench.datasets.formats import resolve_dataset
+from imlbench.errors import ConfigError
 from imlbench.paths import DATA_ROOT_ENV, data_root
 from imlbench.registry import DATASETS
 from imlbench.seeding import rng_for, stable_seed
@@ -33,7 +34,7 @@ from imlbench.seeding import rng_for, stable_seed
 PROTOCOLS_DIR = Path(__file__).resolve().parent.parent / "configs" / "protocols"
 
 
-class ProtocolError(ValueError):
+class ProtocolError(ConfigError):
     """A protocol file is malformed or names datasets that cannot be used as it says."""
 
 

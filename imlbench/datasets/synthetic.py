@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from imlbench.errors import ConfigError
 from imlbench.progress import progress_bar
 
 from imlbench.datasets.base import DatasetError, Sample
@@ -102,7 +103,7 @@ def default_config() -> SynthConfig:
     """The preset named by ``$IMLBENCH_SYNTH_PRESET`` (default ``default``)."""
     name = os.environ.get(PRESET_ENV) or "default"
     if name not in PRESETS:
-        raise ValueError(f"${PRESET_ENV}={name!r} is not a synthetic preset; use one of "
+        raise ConfigError(f"${PRESET_ENV}={name!r} is not a synthetic preset; use one of "
                          f"{sorted(PRESETS)} or unset it")
     return PRESETS[name]
 

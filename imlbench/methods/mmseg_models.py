@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from imlbench._mmcv_compat import import_mmseg
 from imlbench.benchmark.checkpoints import load_pretrained
+from imlbench.errors import ConfigError
 from imlbench.methods.base import InputPolicy, Method, Prediction
 from imlbench.methods.nets import normalize_imagenet
 from imlbench.registry import METHODS
@@ -130,7 +131,7 @@ def shipped_config(name: str | Path) -> dict[str, Any]:
 
             stems = sorted(p.stem for p in root.glob("**/*.py") if p.parent.name != "_base_")
             close = difflib.get_close_matches(str(name), stems, n=3, cutoff=0.4)
-            raise ValueError(f"no mmseg config named {str(name)!r} under {root}"
+            raise ConfigError(f"no mmseg config named {str(name)!r} under {root}"
                              f"{'; did you mean ' + ', '.join(close) if close else ''}? "
                              "Give a config stem such as 'segformer_mit-b2_8xb2-160k_ade20k-512x512' "
                              "or a path to a config file.")
@@ -167,7 +168,7 @@ class MMSegModel(Method):
         super().__init__()
         models = import_mmseg()
         if (config is None) == (self.model_config is None):
-            raise ValueError(f"{type(self).__name__}: give `config` (an mmseg config name) only to "
+            raise ConfigError(f"{type(self).__name__}: give `config` (an mmseg config name) only to "
                              "the generic 'mmseg' method, and always to it")
         base = self.model_config if config is None else shipped_config(config)
         self.input_policy = InputPolicy("resize", input_size)

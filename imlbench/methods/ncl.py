@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imlbench.errors import ConfigError, UnknownOptionError
 from imlbench.methods.ncl_losses import (
     ConsistencyForm, ContourRole, contrast_targets, label_patches, pivot_consistency, supcon_loss)
 from imlbench.methods.seg_ce import SegCE, pixel_ce
@@ -131,22 +132,22 @@ class NCLConfig:
         _check_choice("consistency", self.consistency, ("similarity", "embedding"))
         if self.patch_size is not None and (self.patch_size < FEATURE_STRIDE
                                             or self.patch_size % FEATURE_STRIDE):
-            raise ValueError(f"patch_size must be a positive multiple of the feature stride "
+            raise ConfigError(f"patch_size must be a positive multiple of the feature stride "
                              f"{FEATURE_STRIDE}, got {self.patch_size}")
         for name in ("switch_every", "proj_hidden", "proj_dim"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if self.contrast_weight < 0 or self.consistency_weight < 0:
-            raise ValueError(f"loss weights must be >= 0, got contrast_weight="
+            raise ConfigError(f"loss weights must be >= 0, got contrast_weight="
                              f"{self.contrast_weight}, "
                              f"consistency_weight={self.consistency_weight}")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 def projection_head(channels: int, hidden: int, dim: int) -> nn.Sequential:
@@ -180,7 +181,7 @@ class NCL(SegCE):
             if key not in fields + network:
                 close = difflib.get_close_matches(key, fields + network, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise TypeError(f"ncl has no option {key!r}.{hint} Options: "
+                raise UnknownOptionError(f"ncl has no option {key!r}.{hint} Options: "
                                 f"{', '.join(network + fields)}.")
         if require_pretrained and kwargs.get("pretrained_path") is None:
             raise ValueError(
@@ -191,7 +192,7 @@ class NCL(SegCE):
                 "require_pretrained=false")
         cfg = NCLConfig(**{k: v for k, v in kwargs.items() if k in fields})
         if input_size % FEATURE_STRIDE:
-            raise ValueError(f"input_size must be a multiple of {FEATURE_STRIDE} so that patches "
+            raise ConfigError(f"input_size must be a multiple of {FEATURE_STRIDE} so that patches "
                              f"and decoder features share one grid, got {input_size}")
         if cfg.patch_size is None:
             grid_patch = input_size // DEFAULT_PATCH_GRID // FEATURE_STRIDE * FEATURE_STRIDE

@@ -11,6 +11,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from imlbench.errors import ConfigError
 from imlbench.methods.base import InputPolicy, Method, Prediction
 from imlbench.registry import METHODS
 from imlbench.seeding import rng_for
@@ -62,7 +63,7 @@ class ConstantMap(SanityMethod):
     def __init__(self, value: float = 0.5) -> None:
         super().__init__()
         if not 0.0 <= value <= 1.0:
-            raise ValueError(f"constant: value must be a probability in [0, 1], got {value}")
+            raise ConfigError(f"constant: value must be a probability in [0, 1], got {value}")
         self.value = float(value)
 
     def predict(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> Prediction:

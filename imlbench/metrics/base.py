@@ -16,6 +16,7 @@ from typing import ClassVar, Literal, Mapping
 
 import numpy as np
 
+from imlbench.errors import ConfigError
 from imlbench.metrics.confusion import Confusion
 from imlbench.metrics.ranking import Ranking
 from imlbench.metrics.scored import ScoredImage, check_scored_image
@@ -62,7 +63,7 @@ class Metric(ABC):
 
     def __init__(self, *, threshold: float = 0.5, include_authentic: bool = False) -> None:
         if isinstance(threshold, bool) or not (isinstance(threshold, Real) and 0 <= threshold <= 1):
-            raise ValueError(f"{self.name}: threshold must be a number in [0, 1], "
+            raise ConfigError(f"{self.name}: threshold must be a number in [0, 1], "
                              f"got {threshold!r}")
         self.threshold = float(threshold)
         self.include_authentic = bool(include_authentic)

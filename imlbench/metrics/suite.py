@@ -5,6 +5,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from imlbench.errors import ConfigError
 from imlbench.metrics.base import ImageView, Metric, Reduction
 from imlbench.metrics.scored import ScoredImage, check_scored_image
 from imlbench.registry import METRICS
@@ -41,7 +42,7 @@ class MetricSuite:
         names = default_metric_names() if names is None else list(names)
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"metric names repeated: {duplicates}; list each metric once")
+            raise ConfigError(f"metric names repeated: {duplicates}; list each metric once")
         self.metrics: dict[str, Metric] = {
             name: METRICS.build(name, threshold=threshold, include_authentic=include_authentic)
             for name in names}

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from imlbench.results.store import CELL_KEYS
+
 DEFAULT_METRICS = ("pixel_f1", "pixel_f1_best", "pixel_iou", "pixel_auc", "pixel_fpr_authentic",
                    "image_auc", "image_bacc")
 CLEAN = "none"
@@ -173,8 +175,7 @@ def skipped_section(df: pd.DataFrame, max_ids: int = 10) -> str:
     """Cells that left samples out (``--skip-bad``): count and ids, so no score hides them."""
     if "n_skipped" not in df.columns:
         return ""
-    d = df[df.n_skipped.fillna(0) > 0].drop_duplicates(
-        ["method", "checkpoint_sha", "dataset", "perturbation", "severity"])
+    d = df[df.n_skipped.fillna(0) > 0].drop_duplicates(list(CELL_KEYS))
     if d.empty:
         return ""
     lines = ["## Skipped samples (--skip-bad)\n"]
@@ -191,6 +192,6 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = ["method", "checkpoint", "dataset", "perturbation", "severity", "metric", "value",
-            "n_images", "n_tampered", "n_skipped", "seed", "run_id"]
+            "n_images", "n_tampered", "n_skipped", "seed", "checkpoint_sha", "run_id"]
     df[cols].sort_values(cols[:6]).to_csv(path, index=False)
     return path

@@ -28,7 +28,9 @@ from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
 from imlbench.registry import PERTURBATIONS
+from imlbench.errors import ResultsError
 from imlbench.results.leaderboard import CLEAN, RETAINED_MIN_CLEAN, severity_key
+from imlbench.results.store import CELL_KEYS
 from imlbench.robustness import format_severity
 
 REQUIRED_COLUMNS = ("method", "checkpoint", "dataset", "perturbation", "severity", "metric", "value")
@@ -79,20 +81,21 @@ def _metric_rows(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The rows of ``metric`` with a ``ckpt`` identity column; refuses duplicate cells."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"result records lack columns {missing}; pass the results store's "
+        raise ResultsError(f"result records lack columns {missing}; pass the results store's "
                          "records (ResultStore.latest())")
     rows = df[df.metric == metric].copy()
     if rows.empty:
-        raise ValueError(f"no records for metric {metric!r}; recorded metrics: "
+        raise ResultsError(f"no records for metric {metric!r}; recorded metrics: "
                          f"{', '.join(sorted(df.metric.unique())) or '(none)'}")
     # checkpoint_sha identifies weights (file names repeat across runs); fall back to the name.
-    rows["ckpt"] = rows["checkpoint_sha"] if "checkpoint_sha" in rows.columns else rows["checkpoint"]
+    if "checkpoint_sha" not in rows.columns:
+        rows["checkpoint_sha"] = rows["checkpoint"]
+    rows["ckpt"] = rows["checkpoint_sha"]
     rows["severity"] = rows["severity"].fillna("").astype(str)
-    cell = ["method", "ckpt", "dataset", "perturbation", "severity"]
-    dup = rows[rows.duplicated(cell, keep=False)]
+    dup = rows[rows.duplicated(list(CELL_KEYS), keep=False)]
     if not dup.empty:
         first = dup.iloc[0]
-        raise ValueError(
+        raise ResultsError(
             f"{len(dup)} {metric} records share a cell, e.g. {first.method} / {first.checkpoint} / "
             f"{first.dataset} / {first.perturbation}:{first.severity}; keep one per cell "
             "(ResultStore.latest()) before plotting or summarising")

@@ -20,12 +20,36 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, NamedTuple
 
 import pandas as pd
 
-CELL_COLUMNS = ["method", "checkpoint_sha", "dataset", "perturbation", "severity"]
-"""A cell's identity: the same method weights on the same data under the same perturbation."""
+
+class CellKey(NamedTuple):
+    """A cell's identity: the same method (label, config included) with the same weights (by
+    content hash, since every cached checkpoint file is ``best.safetensors``) on the same data
+    under the same perturbation. The one definition used by the store, the leaderboard, the
+    plots and ``--json``; two training seeds are two cells."""
+
+    method: str
+    checkpoint_sha: str
+    dataset: str
+    perturbation: str
+    severity: str
+
+    @classmethod
+    def of(cls, record: object) -> CellKey:
+        """The key of a :class:`ResultRecord` (or any object with those attributes)."""
+        return cls(*(str(getattr(record, k)) for k in cls._fields))
+
+    def digest(self) -> str:
+        """16 hex digits naming the cell's file in the store."""
+        return hashlib.sha1("\x1f".join(self).encode()).hexdigest()[:16]
+
+
+CELL_KEYS: tuple[str, ...] = CellKey._fields
+"""The record columns that make up a :class:`CellKey`."""
+CELL_COLUMNS = list(CELL_KEYS)  # the name used before CellKey existed
 
 
 @dataclass(frozen=True)
@@ -72,8 +96,8 @@ def new_run_id() -> str:
 
 
 def cell_key(method: str, checkpoint_sha: str, dataset: str, perturbation: str, severity: str) -> str:
-    raw = "\x1f".join([method, checkpoint_sha, dataset, perturbation, severity])
-    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+    """File name (without ``.jsonl``) of a cell: :meth:`CellKey.digest`."""
+    return CellKey(method, checkpoint_sha, dataset, perturbation, severity).digest()
 
 
 class ResultStore:
@@ -87,14 +111,13 @@ class ResultStore:
         if not records:
             return None
         r0 = records[0]
-        key = cell_key(r0.method, r0.checkpoint_sha, r0.dataset, r0.perturbation, r0.severity)
+        key = CellKey.of(r0)
         for r in records:
-            if (r.run_id, cell_key(r.method, r.checkpoint_sha, r.dataset, r.perturbation,
-                                   r.severity)) != (r0.run_id, key):
+            if (r.run_id, CellKey.of(r)) != (r0.run_id, key):
                 raise ValueError("ResultStore.append takes the records of one cell of one run")
         run_dir = self.records_dir / r0.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / f"{key}.jsonl"
+        path = run_dir / f"{key.digest()}.jsonl"
         payload = "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in records)
         fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".tmp-", suffix=".jsonl")
         try:
@@ -125,15 +148,34 @@ class ResultStore:
         if df.empty:
             return df
         df = df.sort_values(["timestamp", "run_id"], kind="stable")
-        return df.drop_duplicates(CELL_COLUMNS + ["metric"], keep="last").reset_index(drop=True)
+        return df.drop_duplicates([*CELL_KEYS, "metric"], keep="last").reset_index(drop=True)
 
     def done_cells(self) -> set[tuple[str, ...]]:
-        """Cells already stored, as ``CELL_COLUMNS + [dataset_sha]`` tuples (for resumable
+        """Cells already stored, as ``(*CellKey, dataset_sha)`` tuples (for resumable
         sweeps: a cell scored on another version of its dataset is not done)."""
         df = self.load()
         df["dataset_sha"] = df["dataset_sha"].fillna("")
-        cols = CELL_COLUMNS + ["dataset_sha"]
+        cols = [*CELL_KEYS, "dataset_sha"]
         return set(map(tuple, df[cols].astype(str).drop_duplicates().values.tolist()))
+
+
+    def unique_dataset_name(self, name: str, source: str, fingerprint: str, *,
+                            taken: Iterable[str] = ()) -> str:
+        """Name for a dataset read from path ``source``: ``name`` unless that name is already
+        used (``taken``: e.g. the registered datasets; or stored records of a dataset with other
+        files, from another path), then ``name-<6 hex digits of the path>``, stable per path.
+
+        The same path keeps its name when its files change (the leaderboard's version warning
+        covers that); the same files copied to another path keep it too."""
+        if name not in set(taken):
+            df = self.load()
+            stored = df[df.dataset == name]
+            clash = any(json.loads(prov or "{}").get("dataset_path") != source
+                        and (sha or "") != fingerprint
+                        for prov, sha in zip(stored.provenance, stored.dataset_sha.fillna("")))
+            if not clash:
+                return name
+        return f"{name}-{hashlib.sha256(source.encode()).hexdigest()[:6]}"
 
 
 def provenance(**extra: object) -> str:

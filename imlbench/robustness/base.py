@@ -24,6 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from imlbench.errors import ImlbenchError
 from imlbench.registry import PERTURBATIONS
 from imlbench.seeding import rng_for
 
@@ -36,7 +37,7 @@ STEP_SEP = "+"
 SEVERITY_SEP = ":"
 
 
-class PerturbationError(ValueError):
+class PerturbationError(ImlbenchError, ValueError):
     """A perturbation name, severity, spec string or input image is not what is expected."""
 
 

@@ -11,6 +11,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from PIL import Image
 
+from imlbench.errors import ConfigError
 from imlbench.methods.classic._common import ClassicForensicMethod, anomaly_probability, box_mean
 from imlbench.registry import METHODS
 
@@ -54,12 +55,12 @@ class ErrorLevelAnalysis(ClassicForensicMethod):
                  min_scale: float = 0.05) -> None:
         super().__init__()
         if not 1 <= quality <= 100:
-            raise ValueError(f"ela: quality must be a JPEG quality in 1..100, got {quality}")
+            raise ConfigError(f"ela: quality must be a JPEG quality in 1..100, got {quality}")
         if window < 1 or min_scale <= 0:
-            raise ValueError(f"ela: need window >= 1 pixel and min_scale > 0 grey levels, got "
+            raise ConfigError(f"ela: need window >= 1 pixel and min_scale > 0 grey levels, got "
                              f"window={window}, min_scale={min_scale}")
         if chroma_subsampling not in _PILLOW_SUBSAMPLING:
-            raise ValueError(f"ela: chroma_subsampling must be one of "
+            raise ConfigError(f"ela: chroma_subsampling must be one of "
                              f"{sorted(_PILLOW_SUBSAMPLING)}, got {chroma_subsampling!r}")
         self.quality, self.window = int(quality), int(window)
         self.chroma_subsampling, self.min_scale = chroma_subsampling, float(min_scale)

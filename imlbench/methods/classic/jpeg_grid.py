@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from imlbench.errors import ConfigError
 from imlbench.methods.classic._common import (ClassicForensicMethod, anomaly_probability,
                                               cells_to_pixels, luminance)
 from imlbench.registry import METHODS
@@ -126,7 +127,7 @@ class BlockArtifactGrid(ClassicForensicMethod):
                  estimate_phase: bool = True, min_scale: float = 1.0) -> None:
         super().__init__()
         if edge_threshold <= 0 or accumulate < 1 or min_scale <= 0:
-            raise ValueError(f"jpeg_grid: need edge_threshold > 0, accumulate >= 1 and "
+            raise ConfigError(f"jpeg_grid: need edge_threshold > 0, accumulate >= 1 and "
                              f"min_scale > 0, got edge_threshold={edge_threshold}, "
                              f"accumulate={accumulate}, min_scale={min_scale}")
         self.edge_threshold, self.accumulate = float(edge_threshold), int(accumulate)

@@ -10,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from imlbench.errors import ConfigError
 from imlbench.methods.classic._common import (ClassicForensicMethod, anomaly_probability,
                                               cells_to_pixels, luminance)
 from imlbench.registry import METHODS
@@ -72,10 +73,10 @@ class NoiseLevelInconsistency(ClassicForensicMethod):
                  min_scale: float = 0.05) -> None:
         super().__init__()
         if block < 2 or not 1 <= stride <= block:
-            raise ValueError(f"noise_mad: need block >= 2 and 1 <= stride <= block, "
+            raise ConfigError(f"noise_mad: need block >= 2 and 1 <= stride <= block, "
                              f"got block={block}, stride={stride}")
         if sigma_floor <= 0 or min_scale <= 0:
-            raise ValueError(f"noise_mad: need sigma_floor > 0 grey levels and min_scale > 0, got "
+            raise ConfigError(f"noise_mad: need sigma_floor > 0 grey levels and min_scale > 0, got "
                              f"sigma_floor={sigma_floor}, min_scale={min_scale}")
         self.block, self.stride = int(block), int(stride)
         self.sigma_floor, self.min_scale = float(sigma_floor), float(min_scale)

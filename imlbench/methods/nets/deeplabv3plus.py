@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imlbench.benchmark.checkpoints import load_pretrained
+from imlbench.errors import ConfigError
 
 ASPP_RATES_AT_STRIDE_16 = (6, 12, 18)
 LOW_LEVEL_CHANNELS = 48
@@ -71,12 +72,12 @@ class DeepLabV3Plus(nn.Module):
                  decoder_channels: int = 256):
         super().__init__()
         if output_stride not in (8, 16):
-            raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+            raise ConfigError(f"output_stride must be 8 or 16, got {output_stride}")
         try:
             self.encoder = timm.create_model(backbone, pretrained=False, features_only=True,
                                              out_indices=(1, 4), output_stride=output_stride)
         except RuntimeError as exc:  # timm: "Unknown model (...)"
-            raise ValueError(f"timm has no backbone {backbone!r} ({exc}); pick one from "
+            raise ConfigError(f"timm has no backbone {backbone!r} ({exc}); pick one from "
                              "timm.list_models('resnet*'), e.g. resnet18 or resnet50") from exc
         low_ch, high_ch = self.encoder.feature_info.channels()
         if self.encoder.feature_info.reduction()[0] != 4:
