@@ -3,7 +3,9 @@
 One cell = (method, dataset, perturbation). For each sample the loop
 
 1. decodes the image (``uint8 [H, W, 3]``) and its mask at the ground-truth size ``[H, W]``;
-2. applies the perturbation (seeded by the sample id, so workers and ranks agree);
+2. applies the perturbation (seeded by the sample id, so workers and ranks agree); a method with
+   file inputs (CAT-Net) also gets those of the JPEG the pixels are the decoding of (the file's,
+   the perturbation's bytes, or a q100 re-save: :mod:`imlbench.datasets.jpeg_dct`);
 3. shapes the image by the method's :class:`InputPolicy` (resize / pad / canvas / native, with
    the policy's resampling kernel: :mod:`imlbench.methods.resample`);
 4. calls ``method.predict`` under ``torch.inference_mode`` (autocast on CUDA);
@@ -28,6 +30,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from imlbench.benchmark.device import autocast, resolve_device
 from imlbench.datasets.base import Dataset, DatasetError, Sample, load_image, load_mask
+from imlbench.datasets.jpeg_dct import check_file_inputs, file_inputs, source_jpeg
 from imlbench.errors import ImlbenchError
 from imlbench.methods.base import InputPolicy, Method, Prediction
 from imlbench.methods.resample import resize_maps, shape_for_policy
@@ -51,7 +54,8 @@ class EvalItem:
     and input policy); ``mask``: bool [H, W] at ground-truth size; ``crop``: (h, w) of the valid
     region inside a padded image; ``covers``: fraction (fy, fx) of the picture that region shows
     from the top-left (below 1 only for a canvas that cuts oversized pictures); ``input_mask``
-    [1, h, w] only for ground-truth sanity methods."""
+    [1, h, w] only for ground-truth sanity methods; ``extras``: the method's file inputs
+    (:mod:`imlbench.datasets.jpeg_dct`, e.g. ``jpeg_dct.coef``), arrays of this one image."""
 
     sample_id: str
     image: torch.Tensor
@@ -60,6 +64,7 @@ class EvalItem:
     crop: tuple[int, int]
     input_mask: torch.Tensor | None = None
     covers: tuple[float, float] = (1.0, 1.0)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,8 +79,10 @@ class EvalDataset(TorchDataset):
     """Decodes, perturbs and shapes samples; runs inside DataLoader workers."""
 
     def __init__(self, samples: Sequence[Sample], policy: InputPolicy,
-                 perturbation: PerturbationSpec = CLEAN, with_input_mask: bool = False) -> None:
+                 perturbation: PerturbationSpec = CLEAN, with_input_mask: bool = False,
+                 file_inputs: Sequence[str] = ()) -> None:
         self.samples = list(samples)
+        self.file_inputs = tuple(file_inputs)
         self.policy = policy
         self.perturbation = perturbation
         self.with_input_mask = with_input_mask
@@ -92,14 +99,23 @@ class EvalDataset(TorchDataset):
             # returned, not raised: a worker's exception would reach the user wrapped in a
             # traceback; the main process decides between failing and skipping
             return BadSample(s.sample_id, str(exc))
-        image = self.perturbation.apply(image, s.sample_id)
+        extras: dict[str, np.ndarray] = {}
+        if self.file_inputs:  # from the file's own JPEG, or from the bytes the perturbation wrote
+            try:
+                image, encoded = self.perturbation.apply_encoded(image, s.sample_id,
+                                                                 source_jpeg(s.image_path))
+                image, extras = file_inputs(self.file_inputs, image, encoded)
+            except DatasetError as exc:
+                return BadSample(s.sample_id, str(exc))
+        else:
+            image = self.perturbation.apply(image, s.sample_id)
         m = torch.from_numpy(mask)
         input_mask = None
         if self.with_input_mask:  # the oracle sees the mask in the geometry of its input
             input_mask = resize_maps(m[None, None].float(), image.shape[:2], "nearest")[0]
         shaped = shape_for_policy(image, self.policy, input_mask)
         return EvalItem(s.sample_id, shaped.image, m, s.label, shaped.valid, shaped.mask,
-                        shaped.covers)
+                        shaped.covers, extras)
 
 
 def collate(items: list) -> list:
@@ -123,9 +139,14 @@ def predict_batch(method: Method, items: list[EvalItem], device: torch.device,
     if method.needs_ground_truth:
         masks = torch.stack([it.input_mask for it in items]).to(device)
     kernel = method.input_policy.output_kernel
+    kwargs = {}
+    if getattr(method, "file_inputs", ()):  # only methods that declare file inputs get extras
+        kwargs["extras"] = {key: torch.from_numpy(np.stack([it.extras[key] for it in items])).to(device)
+                            for key in items[0].extras}
     with torch.inference_mode():
         with autocast(device, amp):
-            pred = method.predict(x, masks=masks) if masks is not None else method.predict(x)
+            pred = (method.predict(x, masks=masks, **kwargs) if masks is not None
+                    else method.predict(x, **kwargs))
         check_prediction(pred, x, method, [it.sample_id for it in items])
         probs = pred.mask_prob.float()
         out = []
@@ -218,7 +239,9 @@ def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: Perturbatio
     if policy.mode == "native":
         batch_size = 1  # images of different sizes; classic methods run one at a time anyway
     workers = default_workers() if num_workers is None else num_workers
-    loader = DataLoader(EvalDataset(samples, policy, perturbation, method.needs_ground_truth),
+    wanted = tuple(getattr(method, "file_inputs", ()))
+    check_file_inputs(wanted, type(method).__name__)
+    loader = DataLoader(EvalDataset(samples, policy, perturbation, method.needs_ground_truth, wanted),
                         batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=collate, pin_memory=dev.type == "cuda",
                         persistent_workers=False)

@@ -476,7 +476,8 @@ class _Loop:
             step = state["step"]
         per_step = rcp.batch_size * rcp.grad_accum * self.ctx.world_size
         data = TrainDataset([part.samples for part in self.source.parts], rcp.image_size,
-                            stable_seed(self.seed, stage), rcp.hflip, self.source.sampling)
+                            stable_seed(self.seed, stage), rcp.hflip, self.source.sampling,
+                            file_inputs=getattr(self.model, "file_inputs", ()))
         # A private generator: creating the loader must not draw from the global RNG, or a resumed
         # run would see different dropout masks than the uninterrupted one.
         positions = StreamPositions(step * per_step, self.ctx.rank, self.ctx.world_size,

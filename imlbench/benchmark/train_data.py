@@ -8,6 +8,12 @@ seeded by ``(seed, epoch)`` and the flip by ``(seed, epoch, index)``. Nothing de
 count or on what came before, so a run resumed at optimizer step ``s`` simply starts reading at
 position ``s × batch × accumulation`` and sees exactly the data the uninterrupted run would have
 seen.
+
+A method with file inputs (CAT-Net: ``file_inputs = ("jpeg_dct",)``) is trained as its official
+code trains it: the inputs come from the file (:mod:`imlbench.datasets.jpeg_dct`), the item is a
+random ``S``² crop on the 8×8 JPEG grid (seeded by ``(seed, "crop", epoch, index)``) instead of a
+resize, which would move the pixels off their blocks, and it is not flipped (a flipped picture
+is not the decoding of the flipped coefficients).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
 from imlbench.datasets.base import DatasetError, Sample, load_image, load_mask
+from imlbench.datasets.jpeg_dct import check_file_inputs, file_inputs, grid_crop, source_jpeg
 from imlbench.datasets.protocols import Sampling
 from imlbench.methods.base import InputPolicy
 from imlbench.methods.resample import shape_for_policy
@@ -37,7 +44,8 @@ def load_shaped(sample: Sample, policy: InputPolicy) -> tuple[torch.Tensor, torc
 
 class TrainDataset(TorchDataset):
     """``__getitem__(position)`` → ``{"image": float [3,S,S] in [0,1], "mask": float [1,S,S]
-    in {0,1}, "label": long []}``.
+    in {0,1}, "label": long []}``, plus the method's file inputs under their flat keys
+    (``"jpeg_dct.coef"`` int16 [S,S], ``"jpeg_dct.qtable"`` float [8,8]) when it declares any.
 
     ``parts``: the sample lists of the training sets (one set: ``[samples]``), drawn from per
     epoch by ``sampling``. Images are resized exactly as the evaluation runner resizes them
@@ -46,11 +54,13 @@ class TrainDataset(TorchDataset):
 
     def __init__(self, parts: Sequence[Sequence[Sample]], size: int, seed: int,
                  hflip: bool = True, sampling: Sampling = Sampling(),
-                 kernel: str = "bilinear_aa") -> None:
+                 kernel: str = "bilinear_aa", file_inputs: Sequence[str] = ()) -> None:
         self.parts = [list(part) for part in parts]
         if not any(self.parts):
             raise DatasetError("the training dataset has no samples")
         self.policy = InputPolicy("resize", size, kernel=kernel)
+        check_file_inputs(file_inputs, "the trained method")
+        self.file_inputs = tuple(file_inputs)
         self.seed = seed
         self.hflip = hflip
         self.sampling = sampling
@@ -78,11 +88,25 @@ class TrainDataset(TorchDataset):
         samples, order = self.epoch(epoch)
         index = int(order[k])
         s = samples[index]
+        if self.file_inputs:
+            return self._file_item(s, epoch, index)
         x, m = load_shaped(s, self.policy)
         if self.hflip and rng_for(self.seed, "flip", epoch, index).random() < 0.5:
             x, m = x.flip(-1), m.flip(-1)
         return {"image": x.contiguous(), "mask": m.contiguous(),
                 "label": torch.tensor(s.label, dtype=torch.long)}
+
+
+    def _file_item(self, s: Sample, epoch: int, index: int) -> dict[str, torch.Tensor]:
+        """The item of a method with file inputs: computed from the file, then grid-cropped."""
+        image = load_image(s.image_path)
+        mask = load_mask(s, image.shape[:2]).astype(np.float32)
+        image, extras = file_inputs(self.file_inputs, image, source_jpeg(s.image_path))
+        crop, mask, extras = grid_crop(image, mask, extras, int(self.policy.size),
+                                       rng_for(self.seed, "crop", epoch, index))
+        item = {"image": torch.from_numpy(crop).permute(2, 0, 1).contiguous(),
+                "mask": torch.from_numpy(mask)[None], "label": torch.tensor(s.label, dtype=torch.long)}
+        return {**item, **{key: torch.from_numpy(value) for key, value in extras.items()}}
 
 
 class StreamPositions(Sampler[int]):

@@ -16,6 +16,7 @@ from imlbench.methods.pscc_net.hrnet import HRNet, HRNetSpec
 from imlbench.methods.pscc_net.keymap import find_official_files, from_official
 from imlbench.methods.pscc_net.losses import balanced_bce, detection_ce, mask_pyramid
 from imlbench.registry import METHODS
+from imlbench.weights import read_state_dict
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class PSCCNet(Method):
         super().__init__()
         names = {f.name for f in fields(PSCCNetConfig)}
         if unknown := sorted(set(kwargs) - names):
-            raise UnknownOptionError(f"pscc_net: unknown option(s) {unknown}; options are {sorted(names)}")
+            raise UnknownOptionError(f"pscc_net: unknown option(s) {unknown}; "
+                                     f"options are {sorted(names)}")
         cfg = self.config = PSCCNetConfig(**kwargs)
         self.backbone = HRNet(cfg.hrnet)
         self.backbone.init_official()
@@ -90,7 +92,7 @@ class PSCCNet(Method):
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
-        """The same code path with few channels and a 32² grid (tests, the quick recipe)."""
+        """The same code path with few channels and a 32² grid (the registry tests)."""
         return {"stem_channels": 8, "layer1_planes": 4, "layer1_blocks": 1,
                 "widths": (4, 8, 12, 16), "blocks": 1, "grid": 32, "mask_hidden": 4,
                 "head_width": 16, "head_hidden": 8}
@@ -106,7 +108,12 @@ class PSCCNet(Method):
     def predict(self, images: Tensor, masks: Tensor | None = None) -> Prediction:
         """``mask_prob [B,1,H,W]``: mask1 (``grid``²) brought to the input size with bilinear,
         align_corners=True (official ``test.py:77-78``); ``image_score [B]``: softmax[:, 1] of
-        the detection logits (``test.py:82-84``)."""
+        the detection logits (``test.py:82-84``).
+
+        At an input of exactly ``grid``² both resamplings (features to the grid, map back) are
+        the identity, bit for bit; at any other size the backbone features are resampled to the
+        grid (bilinear, align_corners=True, no antialiasing, as the official heads do) and the
+        map comes back from ``grid``² to H×W the same way."""
         maps, logits = self.forward_all(images)
         prob = F.interpolate(maps[0], size=images.shape[-2:], mode="bilinear", align_corners=True)
         return Prediction(prob.clamp_(0, 1), torch.softmax(logits.float(), dim=1)[:, 1])
@@ -122,8 +129,6 @@ class PSCCNet(Method):
 
     # -- the released files -----------------------------------------------------------------
     @classmethod
-    def read_official_checkpoint(cls, path: Path, *, trust: bool) -> dict[str, Tensor]:
+    def read_official_checkpoint(cls, path: Path, *, trust: bool = False) -> dict[str, Tensor]:
         """The authors' folder (three ``.pth`` files, see :mod:`.keymap`) → our state_dict."""
-        from imlbench.weights import read_state_dict
-
         return from_official(lambda p: read_state_dict(p, trust=trust), find_official_files(path))
