@@ -32,6 +32,20 @@ def _kv(text: str) -> tuple[str, CommandLineValue]:
     return key.strip(), CommandLineValue(value.strip())
 
 
+def _count(minimum: int):
+    """argparse type: an integer >= ``minimum`` (``--batch-size 0`` is a usage error, not a
+    DataLoader traceback)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
 def _data_root(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", metavar="DIR",
                    help="folder holding the unpacked real datasets (default: $IMLBENCH_DATA)")
@@ -56,8 +70,10 @@ def _common_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="recipe of a checkpoint trained on the fly: quick | paper | a "
                                     ".yaml (default: quick on CPU, paper on GPU)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores-1)")
+    p.add_argument("--batch-size", type=_count(1), default=8,
+                   help="images per forward pass (default 8)")
+    p.add_argument("--workers", type=_count(0), default=None,
+                   help="DataLoader workers (default: cores-1)")
     p.add_argument("--results-dir", default="results", help="results store (default ./results)")
     p.add_argument("--include-authentic", action="store_true",
                    help="also score authentic images in pixel metrics (default: tampered only)")
@@ -371,14 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perturb", default="all", help="jpeg,resize,... | all | jpeg:50,70,90 | chains")
     p.add_argument("--grid", default="default", help="severity grid: default | benco")
     p.add_argument("--save-perturbed", metavar="DIR", help="export perturbed images to look at")
-    p.add_argument("--save-perturbed-n", type=int, default=3, help="images per dataset to export")
+    p.add_argument("--save-perturbed-n", type=_count(1), default=3, help="images per dataset to export")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("export-masks",
                        help="prediction maps as 16-bit PNGs at original size + an overview sheet")
     _common_eval(p)
     p.add_argument("--out", required=True, help="<out>/maps/<image stem>.png and <out>/overview.png")
-    p.add_argument("--n-overview", type=int, default=8, help="rows of the overview sheet")
+    p.add_argument("--n-overview", type=_count(0), default=8, help="rows of the overview sheet")
     p.set_defaults(func=cmd_export_masks)
 
     p = sub.add_parser("score", help="score prediction maps produced elsewhere")
@@ -447,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation set (default: the protocol's, else synth-val)")
     _data_root(p)
     p.add_argument("--recipe", default="quick", help="quick (CPU, minutes) | paper (published, GPU)")
-    p.add_argument("--steps", type=int, help="optimizer steps per stage (default: the recipe's)")
+    p.add_argument("--steps", type=_count(1), help="optimizer steps per stage (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and data order (default 0)")
     p.add_argument("--stage", help="train only this stage (e.g. MPC's 1 or 2)")
     p.add_argument("--resume", action="store_true",

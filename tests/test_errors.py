@@ -115,12 +115,18 @@ def _cases(tmp_path):
                                   "--dataset", data], "not both"),
         "plot_unknown_metric": (["plot", "--results-dir", str(tmp_path / "res"), "--metric",
                                  "pixel_f2", "--out", str(tmp_path / "plots")], "pixel_f2"),
+        "results_dir_is_a_file": (["run", "--method", "ela", *common[:2], "--results-dir",
+                                   str(bad_yaml), "--workers", "0", "--quiet"],
+                                  "pass --results-dir a writable folder"),
+        "device_not_a_device": (["run", "--method", "ela", "--device", "gpu", *common],
+                                "is not a device"),
     }
 
 
 CASES = ["evil_pth", "cuda_without_cuda", "unknown_method", "unknown_dataset", "config_wrong_type",
          "config_unknown_key", "config_bad_literal", "missing_checkpoint", "nan_map",
-         "bad_recipe_file", "protocol_and_dataset", "plot_unknown_metric"]
+         "bad_recipe_file", "protocol_and_dataset", "plot_unknown_metric", "results_dir_is_a_file",
+         "device_not_a_device"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -141,3 +147,13 @@ def test_cli_failure_paths_print_one_line(case, tmp_path, monkeypatch, capsys):
     assert "Traceback" not in err
     assert last.startswith("imlbench: error: ") and expected in last, err
 
+
+
+@pytest.mark.parametrize("option, value", [("--workers", "-1"), ("--batch-size", "0"),
+                                           ("--batch-size", "two")])
+def test_counts_are_checked_by_the_parser(option, value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--method", "ela", option, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and "Traceback" not in err

@@ -98,3 +98,39 @@ def test_half_written_temp_file_of_a_killed_writer_is_ignored(tmp_path):
     store.append([rec()])
     (tmp_path / "records" / "r1" / ".tmp-abc.jsonl").write_text('{"half": ')
     assert len(store.load()) == 1
+
+
+def test_cell_key_is_one_definition_and_seeds_are_separate_cells(tmp_path):
+    """Three seeds saved as ``best.safetensors`` are three cells: in the store, the leaderboard
+    (mean ± std over n=3) and the robustness summary (three checkpoints)."""
+    from imlbench.results.plots import robustness_summary
+    from imlbench.results.store import CELL_KEYS, CellKey, cell_key
+
+    store = ResultStore(tmp_path)
+    for seed, (clean, jpeg) in enumerate([(0.5, 0.4), (0.6, 0.3), (0.7, 0.35)]):
+        for pert, sev, value in (("none", "", clean), ("jpeg", "70", jpeg)):
+            store.append([ResultRecord("r", "seg_ce", "best.safetensors", f"sha{seed}", "d1", pert,
+                                       sev, "pixel_f1", value, 10, 6, seed, "cpu")])
+    latest = store.latest()
+    assert len(latest) == 6 and latest.groupby(list(CELL_KEYS)).ngroups == 6
+    assert CELL_KEYS == ("method", "checkpoint_sha", "dataset", "perturbation", "severity")
+    r = latest.iloc[0]
+    assert cell_key(*CellKey.of(r)) == CellKey.of(r).digest()
+    assert "0.600 ± 0.100 (n=3)" in leaderboard.render(latest)
+    summary = robustness_summary(latest, "pixel_f1")
+    assert summary.n_checkpoints.tolist() == [3]
+
+
+def test_unique_dataset_name_per_path_and_files(tmp_path):
+    store = ResultStore(tmp_path)
+    prov = json.dumps({"dataset_path": "/a/photos"})
+    store.append([ResultRecord("r", "ela", "-", "-", "photos", "none", "", "pixel_f1", 0.5, 3, 2,
+                               provenance=prov, dataset_sha="aaa")])
+    assert store.unique_dataset_name("photos", "/a/photos", "changed") == "photos"  # new version
+    assert store.unique_dataset_name("photos", "/copy/photos", "aaa") == "photos"  # same files
+    other = store.unique_dataset_name("photos", "/b/photos", "bbb")
+    assert other.startswith("photos-") and other == store.unique_dataset_name("photos", "/b/photos",
+                                                                              "bbb")
+    assert store.unique_dataset_name("fresh", "/c/fresh", "ccc") == "fresh"
+    assert store.unique_dataset_name("synth-val", "/d/synth-val", "ddd",
+                                     taken=["synth-val"]).startswith("synth-val-")

@@ -24,6 +24,8 @@ from typing import Iterable, Mapping, NamedTuple
 
 import pandas as pd
 
+from imlbench.errors import ResultsError
+
 
 class CellKey(NamedTuple):
     """A cell's identity: the same method (label, config included) with the same weights (by
@@ -116,7 +118,11 @@ class ResultStore:
             if (r.run_id, CellKey.of(r)) != (r0.run_id, key):
                 raise ValueError("ResultStore.append takes the records of one cell of one run")
         run_dir = self.records_dir / r0.run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where a folder should be, no permission, disk full
+            raise ResultsError(f"cannot write results under {self.root}: {exc.strerror} "
+                               f"({exc.filename}); pass --results-dir a writable folder") from None
         path = run_dir / f"{key.digest()}.jsonl"
         payload = "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in records)
         fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".tmp-", suffix=".jsonl")
