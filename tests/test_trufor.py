@@ -88,6 +88,12 @@ def test_released_file_runs_through_the_cli(tmp_path, capsys):
     assert main(args) == 2  # refused: the numpy scalar needs unpickling
     assert "--trust-checkpoint" in capsys.readouterr().err
     assert main(args + ["--trust-checkpoint"]) == 0
+    out = tmp_path / "masks"
+    export = ["export-masks", "--out", str(out), *args[1:args.index("--results-dir")],
+              *args[args.index("--workers"):], "--trust-checkpoint"]
+    assert main(export) == 0
+    assert len(list((out / "maps").glob("*.png"))) == 2
+    assert len(list((out / "confidence").glob("*.png"))) == 2  # the confidence map beside them
 
 
 def test_bare_official_state_dict_loads_without_trust(tmp_path):

@@ -26,7 +26,8 @@ official                               ours                             why
 ``backbone.FRMs.``                     ``encoder.rectify.``             CMX's FRM
 ``backbone.FFMs.``                     ``encoder.fuse.``                CMX's FFM
 ``.mlp.dwconv.dwconv.`` (in blocks)    ``.mlp.dwconv.``                 no wrapper module
-``decode_head.`` / ``decode_head_conf.`` ``loc_head.`` / ``conf_head.`` the two decoders
+``decode_head.``                       ``loc_head.``                    localisation decoder
+``decode_head_conf.``                  ``conf_head.``                   confidence decoder
 ``<head>.linear_c<i>.proj.``           ``<head>.proj.<i-1>.``           one list of projections
 ``<head>.linear_fuse.``                ``<head>.fuse.``
 ``<head>.linear_pred.``                ``<head>.classifier.``

@@ -193,7 +193,7 @@ class TruFor(Method):
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
-        """A tiny TruFor (same code path): 64² forward in a few milliseconds on CPU."""
+        """A tiny TruFor (same code path, 0.19 M parameters) for tests: 64² CPU forward in milliseconds."""
         return {"embed_dims": (8, 16, 24, 32), "depths": (1, 1, 1, 1), "num_heads": (1, 2, 3, 4),
                 "decoder_dim": 16, "noiseprint_depth": 3, "noiseprint_width": 8}
 
