@@ -236,16 +236,20 @@ class TruFor(Method):
         return self.encoder((x - self.mean) / self.std, noise.repeat(1, 3, 1, 1))
 
     def localize(self, feats: list[Tensor], size: tuple[int, int]) -> Tensor:
-        """Localisation logits ``[B, 2, H, W]`` at ``size``."""
-        return F.interpolate(self.loc_head(feats), size=size, mode="bilinear", align_corners=False)
+        """Localisation logits ``[B, 2, H, W]`` (float32) at ``size``."""
+        return F.interpolate(self.loc_head(feats).float(), size=size, mode="bilinear",
+                             align_corners=False)
 
     def confidence_and_detection(self, feats: list[Tensor], loc: Tensor) -> tuple[Tensor, Tensor]:
-        """Confidence logits ``[B, 1, H, W]`` (at ``loc``'s size) and detection logit ``[B, 1]``."""
-        conf = F.interpolate(self.conf_head(feats), size=loc.shape[-2:], mode="bilinear",
+        """Confidence logits ``[B, 1, H, W]`` (at ``loc``'s size) and detection logit ``[B, 1]``.
+        The pooling runs over every pixel of the full-size maps: float32, outside autocast."""
+        conf = F.interpolate(self.conf_head(feats).float(), size=loc.shape[-2:], mode="bilinear",
                              align_corners=False)
-        pooled = torch.cat((weighted_statistics(conf),
-                            weighted_statistics(loc[:, 1:2] - loc[:, 0:1], F.logsigmoid(conf))), dim=1)
-        return conf, self.detector(pooled)
+        with torch.autocast(loc.device.type, enabled=False):
+            loc = loc.float()
+            pooled = torch.cat((weighted_statistics(conf), weighted_statistics(
+                loc[:, 1:2] - loc[:, 0:1], F.logsigmoid(conf))), dim=1)
+            return conf, self.detector(pooled)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``x`` = uint8 / ``input_divisor`` -> ``(loc [B, 2, H, W], conf [B, 1, H, W],
@@ -288,13 +292,12 @@ class TruFor(Method):
         x, mask = batch["image"] * (255.0 / cfg.input_divisor), batch["mask"]
         size = tuple(x.shape[-2:])
         if self.stage == "2":  # encoder + localisation decoder; the other heads do not run
-            loc = self.localize(self.encode(x), size).float()
+            loc = self.localize(self.encode(x), size)
             return losses.localization_loss(loc, mask, cfg.class_weights, cfg.ce_weight, cfg.dice_weight)
         with torch.no_grad():  # phase 3: encoder and localisation decoder frozen
             feats = self.encode(x)
             loc = self.localize(feats, size)
         conf, det = self.confidence_and_detection(feats, loc)
-        loc, conf, det = loc.float(), conf.float(), det.float()
         conf_term = losses.confidence_loss(loc, conf, mask, cfg.tcp_erode, cfg.tcp_dilate)
         det_term = losses.detection_loss(det, mask, cfg.det_min_pixels)
         return {"loss": cfg.conf_weight * conf_term + cfg.det_weight * det_term,
