@@ -17,6 +17,8 @@ import sys
 import time
 from typing import Any, Callable, Iterable, Iterator, TextIO
 
+from imlbench.errors import ConfigError
+
 INTERVAL_ENV = "IMLBENCH_PROGRESS_INTERVAL"
 DEFAULT_INTERVAL_S = 30.0
 
@@ -51,7 +53,7 @@ def progress_interval(interval: float | None = None) -> float:
     except (TypeError, ValueError):
         seconds = float("nan")
     if not seconds >= 0:  # also catches NaN
-        raise ValueError(f"{source} must be a number of seconds >= 0, got {value!r}")
+        raise ConfigError(f"{source} must be a number of seconds >= 0, got {value!r}")
     return seconds
 
 
