@@ -153,9 +153,8 @@ class LineProgress:
             parts.append(f"done in {format_duration(elapsed)}")
         elif self.total and rate > 0:
             parts.append(f"ETA {format_duration(max(self.total - self.n, 0) / rate)}")
-        prefix = f"imlbench: {self.desc} " if self.desc and not self.desc.startswith("imlbench") \
-            else (f"{self.desc} " if self.desc else "imlbench: ")
-        return prefix + ", ".join(parts)
+        label = self.desc if self.desc.startswith("imlbench") else f"imlbench: {self.desc}".rstrip()
+        return f"{label} " + ", ".join(parts)
 
     def _print(self, now: float, done: bool = False) -> None:
         print(self.line(now, done), file=self.stream, flush=True)

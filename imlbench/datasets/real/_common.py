@@ -76,6 +76,12 @@ class Located:
         """Authentic samples of ``paths`` (no mask; source ``<dataset>/authentic``)."""
         return [Sample(self.rel(p), p, None, 0, f"{dataset}/authentic") for p in paths]
 
+    def authentic_folder(self, dataset: str, role: str = "authentic") -> list[Sample]:
+        """Authentic samples of every image in the folder of ``role``; none when the release
+        lacks that folder (tampered only, which ``data check`` reports as a short count)."""
+        folder = self.path(role)
+        return [] if folder is None else self.authentic(image_files(folder).values(), dataset)
+
 
 Lister = Callable[[Located, str], Sequence[Sample]]
 """``(located, dataset name) -> samples`` (any order; the factory sorts them by id)."""

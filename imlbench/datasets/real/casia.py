@@ -43,8 +43,8 @@ import re
 from pathlib import Path
 
 from imlbench.datasets.base import Sample
-from imlbench.datasets.real._common import (Layout, Located, Lister, RealDataset, image_files,
-                                            image_files_in, masks_by_image_stem, pair_masks)
+from imlbench.datasets.real._common import (Layout, Located, Lister, RealDataset, image_files_in,
+                                            masks_by_image_stem, pair_masks)
 
 _GT_SUFFIX = re.compile(r"_gt\d*$")
 _SPLIT_FOLDERS = ("CM", "Sp")
@@ -78,10 +78,7 @@ def _lister(title: str, without_mask: tuple[str, ...] = ()) -> Lister:
                             known_without_mask=without_mask)
         samples = [located.tampered(images[stem], mask, f"{name}/{_kind(stem)}")
                    for stem, mask in paired.items()]
-        authentic_dir = located.path("authentic")
-        if authentic_dir is not None:
-            samples += located.authentic(image_files(authentic_dir).values(), name)
-        return samples
+        return samples + located.authentic_folder(name)
     return list_samples
 
 

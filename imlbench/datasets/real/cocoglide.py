@@ -39,10 +39,7 @@ def _list(located: Located, name: str) -> list[Sample]:
     paired = pair_masks(COCOGLIDE.title, fakes, masks, str(masks_dir),
                         "<category>_<cocoid>_mask.png for fake/glide_inpainting_val2017_<cocoid>_up.png")
     samples = [located.tampered(fakes[s], mask, f"{name}/inpainting") for s, mask in paired.items()]
-    real = located.path("real")
-    if real is not None:
-        samples += located.authentic(image_files(real).values(), name)
-    return samples
+    return samples + located.authentic_folder(name, "real")
 
 
 COCOGLIDE = RealDataset(

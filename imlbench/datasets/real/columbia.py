@@ -31,10 +31,7 @@ def _list(located: Located, name: str) -> list[Sample]:
     paired = pair_masks(COLUMBIA.title, images, masks, str(masks_dir), "<image stem>_edgemask.jpg")
     samples = [located.tampered(images[stem], mask, f"{name}/splice", "columbia_edgemask")
                for stem, mask in paired.items()]
-    authentic_dir = located.path("authentic")
-    if authentic_dir is not None:
-        samples += located.authentic(image_files(authentic_dir).values(), name)
-    return samples
+    return samples + located.authentic_folder(name)
 
 
 COLUMBIA = RealDataset(
