@@ -13,12 +13,16 @@ import torch
 import torch.nn.functional as F
 
 from imlbench.benchmark.checkpoints import load_method
+from imlbench.cli import main
 from imlbench.benchmark.train import build_optimizer, load_recipe
+from imlbench.errors import CheckpointError, ConfigError
 from imlbench.methods.iml_vit import IMLViT
 from imlbench.methods.iml_vit import keymap
 from imlbench.methods.iml_vit.losses import edge_band, iml_vit_loss
 from imlbench.methods.iml_vit.vit import Attention, from_windows, to_windows
 from imlbench.registry import METHODS
+from imlbench.weights import UntrustedCheckpointError
+from tests.helpers import make_folder_dataset
 
 MANIFEST = Path(__file__).parent / "reference" / "zoo" / "iml_vit.json"
 """Names, shapes and dtypes of the official ``iml_vit_model().state_dict()`` (212 entries)."""
@@ -74,7 +78,7 @@ def test_key_mapping_is_a_bijection_on_the_manifest(manifest) -> None:
 
 
 def test_unknown_official_key_is_an_error_naming_it() -> None:
-    with pytest.raises(KeyError, match="decoder.weight"):
+    with pytest.raises(CheckpointError, match="decoder.weight"):
         keymap.our_key("decoder.weight")
 
 
@@ -91,12 +95,27 @@ def test_released_container_loads_strictly(tmp_path, wrap) -> None:
         assert torch.equal(loaded[keymap.our_key(key)], value), key
 
 
+def test_released_file_runs_through_the_cli(tmp_path, capsys) -> None:
+    official = keymap.ours_to_official(_randomised(_tiny()).state_dict())
+    path = tmp_path / "iml-vit_checkpoint.pth"
+    torch.save(official, path)
+    make_folder_dataset(tmp_path / "tiny", sizes=((24, 32), (70, 50)))  # 70 > the 64 canvas
+    config = [arg for k, v in IMLViT.tiny_config().items()
+              for arg in ("--config", f"{k}={list(v) if isinstance(v, tuple) else v}")]
+    capsys.readouterr()
+    assert main(["run", "--method", "iml_vit", "--checkpoint", str(path), *config, "--dataset",
+                 str(tmp_path / "tiny"), "--results-dir", str(tmp_path / "res"), "--workers", "0",
+                 "--json", "--quiet"]) == 0
+    (cell,) = json.loads(capsys.readouterr().out)["results"]
+    assert cell["n_images"] == 5
+
+
 def test_training_checkpoint_needs_trust(tmp_path) -> None:
     """main_train.py's own files hold an argparse.Namespace: refused unless trusted."""
     official = keymap.ours_to_official(_randomised(_tiny()).state_dict())
     path = tmp_path / "checkpoint-10.pth"
     torch.save({"model": official, "epoch": 10, "args": argparse.Namespace(lr=1e-4)}, path)
-    with pytest.raises(Exception, match="trust-checkpoint"):
+    with pytest.raises(UntrustedCheckpointError, match="trust-checkpoint"):
         load_method("iml_vit", path, config=IMLViT.tiny_config())
     method = load_method("iml_vit", path, config=IMLViT.tiny_config(), trust_checkpoint=True)
     assert torch.equal(method.head.fuse.weight, official["predict_head.linear_fuse.weight"])
@@ -107,7 +126,7 @@ def test_checkpoint_of_another_architecture_names_the_keys(tmp_path) -> None:
     del state["predict_head.linear_predict.bias"]
     path = tmp_path / "broken.pth"
     torch.save(state, path)
-    with pytest.raises(Exception, match="head.predict.bias"):
+    with pytest.raises(CheckpointError, match="head.predict.bias"):
         load_method("iml_vit", path, config=IMLViT.tiny_config())
 
 
@@ -245,7 +264,7 @@ def test_mae_file_with_other_keys_is_refused(tmp_path, change) -> None:
     model = _tiny()
     path = (_mae_file(tmp_path, model, extra={"decoder_embed.weight": torch.zeros(2, 2)})
             if change == "extra" else _mae_file(tmp_path, model, drop="blocks.0.mlp.fc1.weight"))
-    with pytest.raises(ValueError, match="decoder_embed.weight" if change == "extra" else "fc1"):
+    with pytest.raises(CheckpointError, match="decoder_embed.weight" if change == "extra" else "fc1"):
         _tiny(pretrained_path=str(path))
 
 
@@ -258,7 +277,7 @@ def test_missing_mae_file_says_where_to_get_it(tmp_path) -> None:
 @pytest.mark.parametrize("field,value", [("canvas", 60), ("head_norm", "GN"), ("oversize", "tile"),
                                          ("edge_width", 6), ("global_blocks", (5,))])
 def test_bad_config_names_the_field(field, value) -> None:
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ConfigError, match=field):
         _tiny(**{field: value})
 
 

@@ -6,5 +6,6 @@ from imlbench.methods import ncl  # noqa: F401
 from imlbench.methods import mpc  # noqa: F401
 from imlbench.methods import trufor  # noqa: F401
 from imlbench.methods import pscc_net  # noqa: F401
+from imlbench.methods import iml_vit  # noqa: F401
 from imlbench.methods import mvss_net  # noqa: F401
 from imlbench.methods import mmseg_models, seg_ce  # noqa: F401  (trainable baselines)

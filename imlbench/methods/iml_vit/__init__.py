@@ -4,9 +4,10 @@ Paper: Ma, Du, Jiang, Du, Al Hammadi, Zhou, *IML-ViT: Benchmarking Image Manipul
 Localization by Vision Transformer*, arXiv:2307.14863 (2023). Official code:
 github.com/SunnyHaze/IML-ViT at commit 07dd2be0f4ea27a5c97c9fa5ffbe236733833eac (MIT licence,
 (c) 2023 Xiaochen Ma). Released weights (README's Drive folder, trained on CASIAv2 or the
-CAT-Net protocol): no licence stated beside them; they start from MAE ViT-B (CC BY-NC 4.0,
-facebookresearch/mae), so treat them as non-commercial. Our code is written anew; it was
-compared numerically with the official code outside this repository.
+CAT-Net protocol): no licence is stated beside them; they are fine-tuned from MAE ViT-B, whose
+code and weights are CC BY-NC 4.0 (facebookresearch/mae LICENSE), so treat them as
+non-commercial. Our code is written anew; with the same random weights it gives the official
+code's logits bit for bit (1024 canvas, CPU float32), checked outside this repository.
 
 From the official code (the default config reproduces it; ``imlbench run --method iml_vit
 --checkpoint iml-vit_checkpoint.pth`` needs no ``--config``):

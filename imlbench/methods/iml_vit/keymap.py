@@ -39,6 +39,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from imlbench.errors import CheckpointError, CheckpointNotFoundError
+
 OFFICIAL_TO_OURS: tuple[tuple[str, str], ...] = (
     ("encoder_net.", "encoder."),
     ("featurePyramid_net.simfp_2.0.", "pyramid.p2.resample.up1."),
@@ -68,7 +70,7 @@ def _rename(key: str, table: tuple[tuple[str, str], ...], side: str) -> str:
     for src, dst in sorted(table, key=lambda pair: len(pair[0]), reverse=True):
         if key.startswith(src):
             return dst + key[len(src):]
-    raise KeyError(f"{key!r} is not a key of {side} IML-ViT state_dict (expected one of the "
+    raise CheckpointError(f"{key!r} is not a key of {side} IML-ViT state_dict (expected one of the "
                    f"prefixes {sorted({s.split('.')[0] + '.' for s, _ in table})})")
 
 
@@ -87,7 +89,7 @@ def unwrap(state: Mapping[str, object], source: str) -> dict[str, Tensor]:
         state = state["model"]
     bad = sorted(k for k, v in state.items() if not isinstance(v, Tensor))
     if bad:
-        raise ValueError(f"{source}: expected a state_dict (name -> tensor) or a dict with one "
+        raise CheckpointError(f"{source}: expected a state_dict (name -> tensor) or a dict with one "
                          f"under 'model', got non-tensor entries {bad[:5]}")
     return dict(state)  # type: ignore[arg-type]
 
@@ -109,18 +111,18 @@ def read_mae_encoder(path: str | Path, encoder_keys: Mapping[str, torch.Size]
     Reads with ``weights_only=True`` (``mae_pretrain_vit_base.pth`` is ``{"model": ...}``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"iml_vit: pretrained_path {str(path)!r} does not exist; download MAE's ViT-B "
             "encoder (mae_pretrain_vit_base.pth, see the official repository's "
             "pretrained-weights/mae_download_page.md) or set pretrained_path: null")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors have many types; the message says what to do
-        raise ValueError(f"iml_vit: pretrained_path {path} cannot be read as plain tensors "
+        raise CheckpointError(f"iml_vit: pretrained_path {path} cannot be read as plain tensors "
                          f"(weights_only=True: {exc}); re-save its state_dict with "
                          "torch.save({'model': state_dict}, path)") from exc
     if not isinstance(raw, Mapping):
-        raise ValueError(f"iml_vit: pretrained_path {path} holds a {type(raw).__name__}, "
+        raise CheckpointError(f"iml_vit: pretrained_path {path} holds a {type(raw).__name__}, "
                          "expected a state_dict or {'model': state_dict}")
     state = unwrap(raw, str(path))
     needed = {k for k in encoder_keys if ".rel_pos_" not in k}
@@ -129,7 +131,7 @@ def read_mae_encoder(path: str | Path, encoder_keys: Mapping[str, torch.Size]
     wrong = sorted(f"{k}: file {tuple(state[k].shape)}, model {tuple(encoder_keys[k])}"
                    for k in needed & set(state) if state[k].shape != encoder_keys[k])
     if missing or unexpected or wrong:
-        raise ValueError(f"iml_vit: {path} is not an MAE ViT encoder for this model: missing "
+        raise CheckpointError(f"iml_vit: {path} is not an MAE ViT encoder for this model: missing "
                          f"{missing[:8]}, unexpected {unexpected[:8]}, shape mismatches "
                          f"{wrong[:8]} (MAE ViT-B/16 at 224 px fits the default config)")
     return {k: state[k] for k in needed}

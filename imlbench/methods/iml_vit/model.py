@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imlbench.errors import ConfigError, UnknownOptionError, UsageError
 from imlbench.methods.base import InputPolicy, Method, Prediction
 from imlbench.methods.iml_vit.decoder import HeadNorm, PredictHead, SimpleFeaturePyramid
 from imlbench.methods.iml_vit.keymap import official_to_ours, read_mae_encoder
@@ -97,7 +98,7 @@ class IMLViTConfig:
 
 
 def _bad(field: str, value: object, expected: str) -> None:
-    raise ValueError(f"iml_vit: {field}={value!r} is invalid; expected {expected}")
+    raise ConfigError(f"iml_vit: {field}={value!r} is invalid; expected {expected}")
 
 
 @METHODS.register("iml_vit")
@@ -113,7 +114,7 @@ class IMLViT(Method):
         super().__init__()
         names = {f.name for f in fields(IMLViTConfig)}
         if unknown := sorted(set(kwargs) - names):
-            raise TypeError(f"iml_vit: unknown option(s) {unknown}; options are {sorted(names)}")
+            raise UnknownOptionError(f"iml_vit: unknown option(s) {unknown}; options are {sorted(names)}")
         cfg = self.config = IMLViTConfig(**kwargs)
         self.input_policy = InputPolicy(  # type: ignore[misc]  (per instance: the canvas size)
             "canvas", cfg.canvas, pad_value=PAD_VALUE, oversize=cfg.oversize,
@@ -177,7 +178,7 @@ class IMLViT(Method):
         s = self.config.canvas
         h, w = x.shape[-2:]
         if h > s or w > s:
-            raise ValueError(f"iml_vit: got a {h}x{w} input, larger than the {s}x{s} canvas; "
+            raise UsageError(f"iml_vit: got a {h}x{w} input, larger than the {s}x{s} canvas; "
                              f"the runner shapes images with input_policy ({self.input_policy}) "
                              "so that they fit")
         return F.pad(x, (0, s - w, 0, s - h), value=value) if (h, w) != (s, s) else x
