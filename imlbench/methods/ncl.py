@@ -184,7 +184,7 @@ class NCL(SegCE):
                 raise UnknownOptionError(f"ncl has no option {key!r}.{hint} Options: "
                                 f"{', '.join(network + fields)}.")
         if require_pretrained and kwargs.get("pretrained_path") is None:
-            raise ValueError(
+            raise ConfigError(
                 f"ncl: this recipe starts {backbone} from ImageNet weights, as the DeepLabV3+ code "
                 "base of the authors' demo does, and none were given (nothing is downloaded). Pass "
                 f"a local {backbone} state dict (torchvision or timm) with --config "
