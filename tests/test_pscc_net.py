@@ -63,12 +63,13 @@ def write_released(model: PSCCNet, folder: Path, layout: str) -> None:
     state_dicts (``torch.save(nn.DataParallel(net).state_dict(), ...)``)."""
     for file, state in to_official(model.state_dict()).items():
         stem = file.removesuffix(".pth")
-        target = folder / f"{stem}_checkpoint" if layout == "official" else folder
+        target = {"flat": folder, "official": folder / f"{stem}_checkpoint",
+                  "clone": folder / "checkpoint" / f"{stem}_checkpoint"}[layout]
         target.mkdir(parents=True, exist_ok=True)
         torch.save(state, target / file)
 
 
-@pytest.mark.parametrize("layout", ["flat", "official"])
+@pytest.mark.parametrize("layout", ["flat", "official", "clone"])
 def test_released_folder_loads_strictly_in_both_layouts(layout, tmp_path):
     from imlbench.benchmark.checkpoints import load_method
 

@@ -15,7 +15,8 @@ file                        network              our sub-module (prefix)
 Mapping: ``module.<name>`` in file F → ``<prefix of F><name>``; below the prefix our names are
 the official ones. A checkpoint folder holds the three files side by side, or in the
 repository's own layout ``HRNet_checkpoint/HRNet.pth``, ``NLCDetection_checkpoint/...``,
-``DetectionHead_checkpoint/...`` (what ``test.py`` reads).
+``DetectionHead_checkpoint/...`` (what ``test.py`` reads), also under ``checkpoint/`` of a
+clone of the repository.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ WRAPPER = "module."
 def layouts_text() -> str:
     flat = ", ".join(f"{n}.pth" for n in OFFICIAL_FILES.values())
     nested = ", ".join(f"{n}_checkpoint/{n}.pth" for n in OFFICIAL_FILES.values())
-    return f"either {flat} side by side, or the official layout {nested}"
+    return (f"either {flat} side by side, or the official layout {nested} "
+            f"(also under checkpoint/ of a clone of the repository)")
 
 
 def find_official_files(folder: Path) -> dict[str, Path]:
@@ -51,7 +53,8 @@ def find_official_files(folder: Path) -> dict[str, Path]:
             f"three files: give the folder holding {layouts_text()}")
     found, missing = {}, []
     for ours, name in OFFICIAL_FILES.items():
-        candidates = [folder / f"{name}.pth", folder / f"{name}_checkpoint" / f"{name}.pth"]
+        candidates = [folder / f"{name}.pth", folder / f"{name}_checkpoint" / f"{name}.pth",
+                      folder / "checkpoint" / f"{name}_checkpoint" / f"{name}.pth"]
         hits = [p for p in candidates if p.is_file()]
         if len(hits) > 1:
             raise CheckpointError(f"pscc_net: {folder} holds both {hits[0]} and {hits[1]}; keep one")
