@@ -75,7 +75,6 @@ class _CodeOnLoad:
         return print, ("this must never run",)
 
 
-@METHODS.register("nan_map_for_test", test_only=True)
 class _NaNMap(Method):
     """Returns NaN maps: a broken method the runner must refuse in one line."""
 
@@ -130,9 +129,11 @@ CASES = ["evil_pth", "cuda_without_cuda", "unknown_method", "unknown_dataset", "
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_cli_failure_paths_print_one_line(case, tmp_path, monkeypatch, capsys):
+def test_cli_failure_paths_print_one_line(case, tmp_path, monkeypatch, capsys, request):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    METHODS.add("nan_map_for_test", _NaNMap, test_only=True)  # only for this test: the
+    request.addfinalizer(lambda: METHODS.remove("nan_map_for_test"))  # method tests list all
     (tmp_path / "bad.yaml").write_text(
         (Path(imlbench.__file__).parent / "configs/recipes/quick.yaml").read_text()
         + "\nsteps: ten\n")
