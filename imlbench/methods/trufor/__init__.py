@@ -15,7 +15,8 @@ official code; it copies none of the official files. The released weights (``Tru
 official README puts every downloaded file under the same nonprofit-only licence, so results
 obtained with them fall under it too.
 
-From the official code (checked numerically against it, same weights, max |diff| ~3e-7 on logits):
+From the official code (checked numerically against it outside this repository, same weights,
+same input: max |diff| <= 4e-6 on the maps, the score and the logits):
 the architecture (Noiseprint++ 17-layer DnCNN, dual MiT-B2 with CMX FRM/FFM fusion, two SegFormer
 MLP decoders on the same features, detector on weighted pooled statistics), its epsilons (see
 :mod:`~imlbench.methods.trufor.mit`, BN eps 1e-3 in the localisation decoder only), the input
@@ -30,7 +31,14 @@ released and not reproduced. Training runs in imlbench's shared loop, so images 
 the recipe size (the official loop takes random 512² crops, pads with 127.5 and ignores padded
 pixels) and no class-balanced sampling unless the protocol asks for it. Drop-path rates rise
 linearly over all blocks in both streams (the official CMX encoder gives every block of stage 2
-the same rate, a different one per stream); training only.
+the same rate, a different one per stream); training only. An image under 29 px per side is an
+error (the official script skips it silently).
+
+Loading: ``imlbench run --method trufor --checkpoint trufor.pth.tar --trust-checkpoint``. The
+released container holds a numpy scalar (``best_value``), so ``torch.load(weights_only=True)``
+refuses it and imlbench says to pass ``--trust-checkpoint``; only its ``state_dict`` is used, all
+952 entries, mapped by :mod:`~imlbench.methods.trufor.keymap` and loaded strictly. A bare official
+state_dict and ``noiseprint++.th`` (option ``noiseprint_weights``) load with ``weights_only``.
 """
 from imlbench.methods.trufor.keymap import official_to_ours, ours_to_official, read_official
 from imlbench.methods.trufor.model import TruFor, TruForConfig
