@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from imlbench.errors import CheckpointError, ConfigError, UnknownOptionError
-from imlbench.methods.mvss_net import MVSSNet, map_key, official_to_ours, ours_to_official
+from imlbench.methods.mvss_net import MVSSNet, map_key, ours_to_official
 from imlbench.methods.mvss_net.layers import BayarConv
 from imlbench.methods.mvss_net.losses import (LossSettings, boundary, dice_loss, edge_target,
                                               mvss_losses)
@@ -146,6 +146,19 @@ def test_a_file_of_another_size_names_the_mismatch(tmp_path):
     write_released(tiny(), path)
     with pytest.raises(CheckpointError, match="does not fit method 'mvss_net'"):
         load_method("mvss_net", path, config={**MVSSNet.tiny_config(), "backbone_width": 4})
+
+
+def test_imagenet_initialisation_fills_both_views_from_a_torchvision_file(tmp_path):
+    source = randomised(tiny()).net.rgb_backbone.state_dict()
+    # torchvision's resnet50-19c8e357.pth predates the BatchNorm batch counters
+    torch.save({k: v for k, v in source.items() if not k.endswith("num_batches_tracked")},
+               tmp_path / "resnet.pth")
+    method = tiny(pretrained_path=str(tmp_path / "resnet.pth"))
+    for view in (method.net.rgb_backbone, method.net.noise_backbone):
+        got = view.state_dict()
+        assert all(torch.equal(got[k], v) for k, v in source.items() if "num_batches" not in k)
+    with pytest.raises(ConfigError, match="pretrained_path"):
+        tiny(pretrained_path=str(tmp_path / "missing.pth"))
 
 
 # -- inference as the official code --------------------------------------------------------

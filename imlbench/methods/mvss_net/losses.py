@@ -80,7 +80,7 @@ def mvss_losses(seg_logits: Tensor, edge_logits: Tensor, mask: Tensor, label: Te
     edge = mean_over(dice_loss(edge_prob, edges, settings.dice_smooth))
     score = seg_prob.flatten(1).amax(1)  # GMP
     with torch.autocast(seg_logits.device.type, enabled=False):
-        if settings.clf_double_sigmoid:  # what IMDL-BenCo and dddb11 do: BCE-with-logits on a probability
+        if settings.clf_double_sigmoid:  # IMDL-BenCo / dddb11: BCE-with-logits on a probability
             clf = F.binary_cross_entropy_with_logits(score, target)
         else:
             clf = F.binary_cross_entropy(score, target)

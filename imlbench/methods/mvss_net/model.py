@@ -86,9 +86,10 @@ class MVSSNetConfig:
         if self.input_size < 16 or self.input_size % 16:
             raise ConfigError(f"mvss_net: input_size must be a positive multiple of 16 (stride "
                              f"16 features), got {self.input_size}")
-        if not (0 <= self.seg_weight and 0 <= self.clf_weight and self.seg_weight + self.clf_weight <= 1):
+        if min(self.seg_weight, self.clf_weight) < 0 or self.seg_weight + self.clf_weight > 1:
             raise ConfigError(f"mvss_net: seg_weight and clf_weight must be >= 0 with a sum <= 1 "
-                             f"(the edge weight is 1 - their sum), got {self.seg_weight}, {self.clf_weight}")
+                              f"(the edge weight is 1 - their sum), got {self.seg_weight}, "
+                              f"{self.clf_weight}")
         if self.edge_width < 1 or self.edge_width % 2 == 0:
             raise ConfigError(f"mvss_net: edge_width must be a positive odd number of pixels, "
                              f"got {self.edge_width}")
@@ -127,10 +128,11 @@ class MVSSNet(Method):
         super().__init__()
         names = {f.name for f in fields(MVSSNetConfig)}
         if unknown := sorted(set(kwargs) - names):
-            raise UnknownOptionError(f"mvss_net: unknown option(s) {unknown}; options are {sorted(names)}")
+            raise UnknownOptionError(f"mvss_net: unknown option(s) {unknown}; "
+                                     f"options are {sorted(names)}")
         cfg = self.config = MVSSNetConfig(**kwargs)
-        self.input_policy = InputPolicy("resize", cfg.input_size, kernel="cv2_linear",  # type: ignore[misc]
-                                        output_kernel="cv2_linear")
+        self.input_policy = InputPolicy(  # type: ignore[misc]  (per instance: follows input_size)
+            "resize", cfg.input_size, kernel="cv2_linear", output_kernel="cv2_linear")
         self.net = MVSSNetwork(cfg.spec)
         if cfg.pretrained_path is not None:
             for backbone in (self.net.rgb_backbone, self.net.noise_backbone):
@@ -180,7 +182,7 @@ class MVSSNet(Method):
 
     # -- released checkpoints -------------------------------------------------------------
     @classmethod
-    def read_official_checkpoint(cls, path: Path, *, trust: bool) -> dict[str, Tensor]:
+    def read_official_checkpoint(cls, path: Path, *, trust: bool = False) -> dict[str, Tensor]:
         """``mvssnet_casia.pt`` / ``mvssnet_defacto.pt`` as released (a bare state_dict of
         plain tensors: loads with ``weights_only=True``) -> our names (see ``keymap``)."""
         path = Path(path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from imlbench.errors import CheckpointError, ConfigError
@@ -26,7 +25,8 @@ class ResNetSpec:
     """``blocks``: bottlenecks per stage (ResNet-50: ``(3, 4, 6, 3)``). ``width``: planes of
     layer1 (64); stage ``i`` has ``width·2^i`` planes and ``4·width·2^i`` output channels.
     ``layer4_dilations``: dilation of each layer4 block (official multi-grid ``(1, 2, 4)``; its
-    length must equal ``blocks[3]``). ``width`` is also the stem's width. ``fc_classes``: classes of the unused ImageNet ``fc``."""
+    length must equal ``blocks[3]``). ``width`` is also the stem's width. ``fc_classes``:
+    classes of the unused ImageNet ``fc``."""
 
     blocks: tuple[int, int, int, int] = (3, 4, 6, 3)
     width: int = 64
@@ -37,17 +37,18 @@ class ResNetSpec:
         object.__setattr__(self, "blocks", tuple(self.blocks))
         object.__setattr__(self, "layer4_dilations", tuple(self.layer4_dilations))
         if len(self.blocks) != 4 or min(self.blocks) < 1:
-            raise ConfigError(f"mvss_net: backbone blocks must be 4 positive counts, got {self.blocks}")
+            raise ConfigError(f"mvss_net: backbone_blocks must be 4 positive counts, got {self.blocks}")
         if len(self.layer4_dilations) != self.blocks[3]:
             raise ConfigError(f"mvss_net: layer4_dilations {self.layer4_dilations} needs one "
-                             f"dilation per layer4 block ({self.blocks[3]})")
+                             f"dilation per layer4 block (backbone_blocks[3] = {self.blocks[3]})")
         if self.width < 1:
-            raise ConfigError(f"mvss_net: backbone width must be positive, got {self.width}")
+            raise ConfigError(f"mvss_net: backbone_width must be positive, got {self.width}")
 
     @property
     def channels(self) -> tuple[int, int, int, int]:
         """Output channels of layer1..layer4 (ResNet-50: 256, 512, 1024, 2048)."""
-        return tuple(Bottleneck.expansion * self.width * 2 ** i for i in range(4))  # type: ignore[return-value]
+        c = Bottleneck.expansion * self.width
+        return (c, 2 * c, 4 * c, 8 * c)
 
 
 class Bottleneck(nn.Module):
