@@ -109,16 +109,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     datasets = _test_sets(args)
     if args.save_perturbed:
         _save_perturbed(datasets, perts, Path(args.save_perturbed), args.save_perturbed_n)
-    evaluate(args.method, datasets, perturbations=perts, checkpoint=args.checkpoint,
-             config=dict(args.config), trust_checkpoint=args.trust_checkpoint, device=args.device,
-             batch_size=args.batch_size, num_workers=args.workers, results_dir=args.results_dir,
-             seed=args.seed, include_authentic=args.include_authentic, skip_done=True,
-             progress=not args.quiet, split="cells", skip_bad=args.skip_bad,
-             protocol=args.protocol or "synthetic", recipe=args.recipe)
+    df = evaluate(args.method, datasets, perturbations=perts, checkpoint=args.checkpoint,
+                  config=dict(args.config), trust_checkpoint=args.trust_checkpoint,
+                  device=args.device, batch_size=args.batch_size, num_workers=args.workers,
+                  results_dir=args.results_dir, seed=args.seed,
+                  include_authentic=args.include_authentic, skip_done=True,
+                  progress=not args.quiet, split="cells", skip_bad=args.skip_bad,
+                  protocol=args.protocol or "synthetic", recipe=args.recipe)
     # the sweep's table comes from the store: cells done by an earlier (interrupted) run count too
     from imlbench.results.store import ResultStore
 
-    df = ResultStore(args.results_dir).latest()
+    if args.results_dir:  # `--results-dir ''` keeps nothing: only this run's cells
+        df = ResultStore(args.results_dir).latest()
     return _print_outcome(df, args)
 
 

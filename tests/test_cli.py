@@ -236,3 +236,13 @@ def test_path_dataset_never_takes_a_registered_name(tmp_path, capsys):
     out = run_json(capsys, "run", "--method", "oracle", "--dataset", str(tmp_path / "synth-splice"),
                    "--results-dir", str(tmp_path / "res"), "--workers", "0")
     assert out["results"][0]["dataset"].startswith("synth-splice-")
+
+
+def test_empty_results_dir_keeps_nothing(tiny, capsys, monkeypatch):
+    monkeypatch.chdir(tiny)
+    for command in ("run", "sweep"):
+        out = run_json(capsys, command, "--method", "oracle", "--dataset", str(tiny / "tiny"),
+                       "--results-dir", "", "--workers", "0",
+                       *(["--perturb", "jpeg:70"] if command == "sweep" else []))
+        assert len(out["results"]) == (1 if command == "run" else 2)
+    assert not (tiny / "records").exists() and not (tiny / "results").exists()

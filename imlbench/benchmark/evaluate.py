@@ -97,7 +97,7 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
     """Evaluate every (method, dataset, perturbation) cell and return the records as a DataFrame.
 
     ``methods``: registered names (comma list or sequence). ``datasets``: names, paths, or ``all``.
-    ``results_dir=None`` keeps the records in memory only. ``skip_done`` skips cells already in
+    ``results_dir=None`` (or ``""``) keeps the records in memory only. ``skip_done`` skips cells already in
     the store (resumable sweeps). ``protocol`` names the training data of checkpoints that
     trainable methods find or train on the fly, ``recipe`` (a name or a YAML path) how they are
     trained (default: the device's, ``quick`` on CPU). ``skip_bad`` leaves unreadable samples out (recorded as
@@ -113,7 +113,7 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
     ctx = distributed.context()
     device = distributed.device_for(ctx, device)
     dataset_names = expand_datasets(datasets)
-    store = ResultStore(results_dir) if results_dir is not None else None
+    store = ResultStore(results_dir) if results_dir else None  # "" as None: `--results-dir ''`
     done = store.done_cells() if (store is not None and skip_done) else set()
     # Rank 0 builds what is missing (synthetic data, checkpoints) while the others wait, and
     # every rank reads the store's done cells before anyone writes, so all ranks agree on work.
