@@ -27,7 +27,7 @@ import sys
 import types
 from typing import Any, Callable
 
-from imlbench.errors import ImlbenchError
+from imlbench.errors import ImlbenchError, MissingDependencyError
 
 INSTALL_HINT = "pip install 'imlbench[mmseg]'"
 EXT_MODULE = "mmcv._ext"
@@ -78,8 +78,9 @@ def import_mmseg() -> Any:
         import mmengine  # noqa: F401
         import mmseg  # noqa: F401
     except ImportError as exc:
-        raise ImportError(f"mmsegmentation models need the optional mmseg dependencies "
-                          f"({exc.name} is missing): {INSTALL_HINT}") from exc
+        raise MissingDependencyError(f"mmsegmentation models need the optional mmseg "
+                                     f"dependencies ({exc.name} is missing): {INSTALL_HINT}",
+                                     name=exc.name) from exc
     _install_ext_stand_in()
     import mmseg.models  # noqa: F401  (registers backbones, heads and segmentors)
     from mmseg.registry import MODELS

@@ -60,6 +60,10 @@ class ResultsError(ImlbenchError, ValueError):
     """Result records that cannot be rendered as asked (no such metric, duplicated cells)."""
 
 
+class MissingDependencyError(ImlbenchError, ImportError):
+    """An optional package a method needs is not installed; the message says what to install."""
+
+
 class PluginError(ImlbenchError, RuntimeError):
     """A third-party plug-in (``imlbench.plugins`` entry point) failed to import."""
 

@@ -1,5 +1,6 @@
 """Expected failures print one line through the CLI; only bugs keep their traceback."""
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,13 +120,17 @@ def _cases(tmp_path):
                                   "pass --results-dir a writable folder"),
         "device_not_a_device": (["run", "--method", "ela", "--device", "gpu", *common],
                                 "is not a device"),
+        "missing_optional_dependency": (["train", "--method", "segformer_b0", "--dataset", data,
+                                         "--val-dataset", data, "--steps", "1", "--quiet",
+                                         "--out-dir", str(tmp_path / "run")],
+                                        "pip install 'imlbench[mmseg]'"),
     }
 
 
 CASES = ["evil_pth", "cuda_without_cuda", "unknown_method", "unknown_dataset", "config_wrong_type",
          "config_unknown_key", "config_bad_literal", "missing_checkpoint", "nan_map",
          "bad_recipe_file", "protocol_and_dataset", "plot_unknown_metric", "results_dir_is_a_file",
-         "device_not_a_device"]
+         "device_not_a_device", "missing_optional_dependency"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -137,6 +142,8 @@ def test_cli_failure_paths_print_one_line(case, tmp_path, monkeypatch, capsys, r
     (tmp_path / "bad.yaml").write_text(
         (Path(imlbench.__file__).parent / "configs/recipes/quick.yaml").read_text()
         + "\nsteps: ten\n")
+    if case == "missing_optional_dependency":  # as if mmcv were not installed
+        monkeypatch.setitem(sys.modules, "mmcv", None)
     cases = _cases(tmp_path)
     if case == "plot_unknown_metric":  # a store with one record to plot from
         assert main(["run", "--method", "constant", *cases["nan_map"][0][3:]]) == 0
