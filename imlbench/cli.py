@@ -51,8 +51,24 @@ def _data_root(p: argparse.ArgumentParser) -> None:
                    help="folder holding the unpacked real datasets (default: $IMLBENCH_DATA)")
 
 
+def _model_options(p: argparse.ArgumentParser) -> None:
+    """How the model runs (``evaluate_cell``); tolerances vs fp32 in docs/performance.md."""
+    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
+                   help="autocast precision (default auto: bf16, or fp16 without bf16, on CUDA; "
+                        "fp32 on CPU); off = fp32")
+    p.add_argument("--channels-last", action="store_true",
+                   help="weights and batches in channels_last memory format (faster convs on GPU)")
+    p.add_argument("--compile", nargs="?", const=True, default=False, metavar="BACKEND",
+                   help="run predict through torch.compile (default backend inductor)")
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict:
+    return {"amp": args.amp, "channels_last": args.channels_last, "compile": args.compile}
+
+
 def _common_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", required=True, help="registered method name(s), comma-separated")
+    _model_options(p)
     p.add_argument("--dataset", default=None,
                    help="registered name(s), a dataset path, or 'all' (every test set present; "
                         "the default without --protocol)")
@@ -97,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                   include_authentic=args.include_authentic,
                   save_predictions=args.save_predictions, progress=not args.quiet,
                   skip_bad=args.skip_bad, protocol=args.protocol or "synthetic",
-                  recipe=args.recipe)
+                  recipe=args.recipe, **_model_kwargs(args))
     return _print_outcome(df, args)
 
 
@@ -115,7 +131,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                   results_dir=args.results_dir, seed=args.seed,
                   include_authentic=args.include_authentic, skip_done=True,
                   progress=not args.quiet, split="cells", skip_bad=args.skip_bad,
-                  protocol=args.protocol or "synthetic", recipe=args.recipe)
+                  protocol=args.protocol or "synthetic", recipe=args.recipe, **_model_kwargs(args))
     # the sweep's table comes from the store: cells done by an earlier (interrupted) run count too
     from imlbench.results.store import ResultStore
 
@@ -309,7 +325,7 @@ def cmd_export_masks(args: argparse.Namespace) -> int:
                      checkpoint=args.checkpoint, config=dict(args.config),
                      trust_checkpoint=args.trust_checkpoint, seed=args.seed,
                      protocol=args.protocol or "synthetic", progress=not args.quiet,
-                     skip_bad=args.skip_bad)
+                     skip_bad=args.skip_bad, **_model_kwargs(args))
     print(f"{len(r.maps)} maps (16-bit PNG) in {r.maps_dir}; score them with "
           f"`imlbench score --predictions {r.maps_dir} --dataset {args.dataset}`")
     if r.overview is not None:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Callable, Literal, Sequence, TypeVar
 
 import pandas as pd
+import torch
 
 from imlbench.benchmark import distributed
-from imlbench.benchmark.device import resolve_device
+from imlbench.benchmark.device import check_precision, precision_dtype, resolve_device
 from imlbench.benchmark.runner import CellResult, evaluate_cell
 from imlbench.datasets import resolve_dataset, test_set_names
 from imlbench.datasets.base import Dataset, DatasetError
@@ -93,7 +94,9 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
              include_authentic: bool = False, save_predictions: str | Path | None = None,
              progress: bool = True, run_id: str | None = None,
              split: Literal["samples", "cells"] = "samples", skip_bad: bool = False,
-             protocol: str = "synthetic", recipe: str | None = None) -> pd.DataFrame:
+             protocol: str = "synthetic", recipe: str | None = None,
+             amp: bool | str = "auto", channels_last: bool = False,
+             compile: bool | str = False) -> pd.DataFrame:
     """Evaluate every (method, dataset, perturbation) cell and return the records as a DataFrame.
 
     ``methods``: registered names (comma list or sequence). ``datasets``: names, paths, or ``all``.
@@ -103,6 +106,11 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
     trained (default: the device's, ``quick`` on CPU). ``skip_bad`` leaves unreadable samples out (recorded as
     ``n_skipped`` and listed in the provenance) instead of failing. ``save_predictions`` exports the clean maps of each
     (method, dataset) as ``<dir>/<method>/<dataset>/<image stem>.npy``.
+
+    ``amp`` (``auto`` | ``bf16`` | ``fp16`` | ``off``), ``channels_last`` and ``compile``
+    (``True`` or a ``torch.compile`` backend) say how the model runs (see
+    :func:`~imlbench.benchmark.runner.evaluate_cell`); the autocast dtype used is recorded in
+    each record's provenance (``amp``: bf16 | fp16 | fp32).
 
     Under ``torchrun``, ``split="samples"`` shards each cell's images over the ranks and merges
     their metric states exactly (rank 0 writes); ``split="cells"`` (sweeps) gives whole cells to
@@ -124,6 +132,7 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                          "data present; build the synthetic one with `imlbench data synth`")
     run_id = ctx.broadcast(run_id or new_run_id())
     dev = str(resolve_device(device))
+    run_as = _run_as(resolve_device(device), amp, channels_last, compile)
     written: list[ResultRecord] = []
     cell_index = 0
     for name in method_names:
@@ -148,7 +157,8 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                                     batch_size=batch_size, num_workers=num_workers,
                                     metrics=metrics, include_authentic=include_authentic,
                                     progress=progress and ctx.is_main, save_predictions=export,
-                                    samples=shard, skip_bad=skip_bad)
+                                    samples=shard, skip_bad=skip_bad, amp=amp,
+                                    channels_last=channels_last, compile=compile)
                 if split == "samples" and ctx.enabled:
                     suite = ctx.merge_suite(res.suite)
                     res = CellResult(suite.compute(), suite.n_images, suite.n_tampered, suite,
@@ -157,7 +167,7 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                         continue  # one writer per cell
                 skipped = sorted((b.sample_id, b.reason) for b in res.skipped)
                 where = {"dataset_path": dataset.path} if dataset.path else {}
-                prov = provenance(config=m.config, include_authentic=include_authentic,
+                prov = provenance(config=m.config, include_authentic=include_authentic, **run_as,
                                   world_size=ctx.world_size, skipped=skipped, **where)
                 records = cell_records(
                     res.metrics, run_id=run_id, method=m.label, checkpoint=m.checkpoint,
@@ -172,6 +182,18 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                     _report_cell(m.label, dataset.name, pert, res.metrics)
     ctx.barrier()  # every cell is in the store before rank 0 renders the leaderboard
     return to_frame(written)
+
+
+def _run_as(device, amp: bool | str, channels_last: bool, compile: bool | str) -> dict:
+    """How the model ran, for the provenance: the autocast dtype, and the options when set."""
+    dtype = precision_dtype(device, check_precision(amp))
+    out: dict[str, object] = {"amp": {None: "fp32", torch.bfloat16: "bf16",
+                                      torch.float16: "fp16"}[dtype]}
+    if channels_last:
+        out["channels_last"] = True
+    if compile:
+        out["compile"] = "inductor" if compile is True else str(compile)
+    return out
 
 
 def named_in_store(dataset: Dataset, store: ResultStore | None) -> Dataset:

@@ -8,7 +8,9 @@ One cell = (method, dataset, perturbation). For each sample the loop
    the perturbation's bytes, or a q100 re-save: :mod:`imlbench.datasets.jpeg_dct`);
 3. shapes the image by the method's :class:`InputPolicy` (resize / pad / canvas / native, with
    the policy's resampling kernel: :mod:`imlbench.methods.resample`);
-4. calls ``method.predict`` under ``torch.inference_mode`` (autocast on CUDA);
+4. calls ``method.predict`` under ``torch.inference_mode`` and the autocast of ``amp``
+   (:data:`~imlbench.benchmark.device.PRECISIONS`; ``auto``: bf16/fp16 on CUDA, fp32 on CPU),
+   optionally in channels_last memory format and through ``torch.compile``;
 5. maps ``mask_prob`` back: crops padding, then resizes with the policy's ``output_kernel`` to
    the ground-truth ``[H, W]`` — metrics are always computed at the original resolution, never
    the network's;
@@ -28,7 +30,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from imlbench.benchmark.device import autocast, resolve_device
+from imlbench.benchmark.device import autocast, check_precision, resolve_device
+from imlbench.benchmark.scoring import Scoring
 from imlbench.datasets.base import Dataset, DatasetError, Sample, load_image, load_mask
 from imlbench.datasets.jpeg_dct import check_file_inputs, file_inputs, source_jpeg
 from imlbench.errors import ImlbenchError
@@ -43,9 +46,19 @@ class PredictionError(ImlbenchError, RuntimeError):
     """A method returned something the contract forbids (wrong shape, NaN, out of range)."""
 
 
-def default_workers() -> int:
-    """Decoding workers: one fewer than the cores (the main process feeds the model), at most 8."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+def default_workers(device: torch.device | None = None) -> int:
+    """Decoding workers: one fewer than the cores (the main process feeds the model), at most 8
+    on CPU and 32 on CUDA: one worker decodes, perturbs and resizes 30-50 images/s at 512²
+    (docs/performance.md), while a large GPU runs a ResNet-50-sized net at over 1000/s."""
+    cap = 32 if device is not None and device.type == "cuda" else 8
+    return max(0, min(cap, (os.cpu_count() or 1) - 1))
+
+
+def default_score_threads(device: torch.device) -> int:
+    """Threads that update the metrics while the GPU runs the next batch (0 on CPU: the main
+    process scores each image itself, as it always did). NumPy's sorts and reductions release
+    the GIL, and a 512² image takes ~15-30 ms of metric work, more than the model's share."""
+    return 0 if device.type != "cuda" else max(1, min(8, (os.cpu_count() or 1) // 4))
 
 
 @dataclass
@@ -65,6 +78,14 @@ class EvalItem:
     input_mask: torch.Tensor | None = None
     covers: tuple[float, float] = (1.0, 1.0)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def pin_memory(self) -> "EvalItem":
+        """Called by the DataLoader's pinning thread (``pin_memory=True`` on CUDA), so that
+        :func:`predict_batch` copies to the GPU asynchronously."""
+        self.image = self.image.pin_memory()
+        if self.input_mask is not None:
+            self.input_mask = self.input_mask.pin_memory()
+        return self
 
 
 @dataclass
@@ -131,13 +152,21 @@ def batches_of(items: list[EvalItem]) -> Iterable[list[EvalItem]]:
 
 
 def predict_batch(method: Method, items: list[EvalItem], device: torch.device,
-                  amp: bool = True) -> list[ScoredImage]:
+                  amp: bool | str = True, channels_last: bool = False,
+                  predict: Any = None) -> list[ScoredImage]:
     """Run one group of equal-shaped items through ``method``; score-ready outputs at
-    ground-truth size (extra maps, when the method gives any, in ``ScoredImage.extra_maps``)."""
-    x = torch.stack([it.image for it in items]).to(device, non_blocking=True)
+    ground-truth size (extra maps, when the method gives any, in ``ScoredImage.extra_maps``).
+    ``amp``: a precision (or the training loop's bool); ``predict``: a stand-in for
+    ``method.predict`` with its signature (the compiled one of :func:`compiled_predict`)."""
+    # each (pinned) image goes over on its own and is stacked on the device: stacking on the
+    # host would make a new, unpinned tensor and a synchronous copy
+    x = torch.stack([it.image.to(device, non_blocking=True) for it in items])
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    predict = method.predict if predict is None else predict
     masks = None
     if method.needs_ground_truth:
-        masks = torch.stack([it.input_mask for it in items]).to(device)
+        masks = torch.stack([it.input_mask.to(device, non_blocking=True) for it in items])
     kernel = method.input_policy.output_kernel
     kwargs = {}
     if getattr(method, "file_inputs", ()):  # only methods that declare file inputs get extras
@@ -145,8 +174,8 @@ def predict_batch(method: Method, items: list[EvalItem], device: torch.device,
                             for key in items[0].extras}
     with torch.inference_mode():
         with autocast(device, amp):
-            pred = (method.predict(x, masks=masks, **kwargs) if masks is not None
-                    else method.predict(x, **kwargs))
+            pred = (predict(x, masks=masks, **kwargs) if masks is not None
+                    else predict(x, **kwargs))
         check_prediction(pred, x, method, [it.sample_id for it in items])
         probs = pred.mask_prob.float()
         out = []
@@ -157,6 +186,15 @@ def predict_batch(method: Method, items: list[EvalItem], device: torch.device,
                       for name, extra in pred.extra_maps.items()}
             out.append(ScoredImage(it.sample_id, prob, it.mask.numpy(), it.label, score, extras))
     return out
+
+
+def compiled_predict(method: Method, backend: str = "inductor") -> Any:
+    """``method.predict`` through ``torch.compile`` with ``backend``, made once per method and
+    backend and kept on the method, so the cells of a sweep reuse one compilation."""
+    cache = method.__dict__.setdefault("_imlbench_compiled_predict", {})
+    if backend not in cache:
+        cache[backend] = torch.compile(method.predict, backend=backend)
+    return cache[backend]
 
 
 def to_ground_truth(prob: torch.Tensor, item: EvalItem, input_hw: Sequence[int],
@@ -221,10 +259,20 @@ class CellResult:
 def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: PerturbationSpec = CLEAN,
                   device: str | torch.device = "auto", batch_size: int = 8,
                   num_workers: int | None = None, metrics: Sequence[str] | None = None,
-                  include_authentic: bool = False, amp: bool = True, progress: bool = True,
+                  include_authentic: bool = False, amp: bool | str = True, progress: bool = True,
                   save_predictions: Path | None = None,
-                  samples: Sequence[Sample] | None = None, skip_bad: bool = False) -> CellResult:
+                  samples: Sequence[Sample] | None = None, skip_bad: bool = False,
+                  channels_last: bool = False, compile: bool | str = False,
+                  score_threads: int | None = None) -> CellResult:
     """Evaluate ``method`` on ``dataset`` under ``perturbation``.
+
+    ``amp``: ``auto`` (``True``) | ``bf16`` | ``fp16`` | ``off`` (``False``), see
+    :func:`~imlbench.benchmark.device.precision_dtype`. ``channels_last`` moves the method's
+    weights and each batch to that memory format; ``compile`` runs ``predict`` through
+    ``torch.compile`` (``True``: the inductor backend; a string names another backend).
+    ``num_workers`` / ``score_threads``: decoding processes and metric threads (defaults:
+    :func:`default_workers`, :func:`default_score_threads`). The tolerances of these options
+    against fp32 are in docs/performance.md and tests/test_precision.py.
 
     ``samples`` overrides the dataset's sample list (used for sharding). ``save_predictions``
     writes each map as ``<dir>/<name>.npy`` (float32 at ground-truth size; names from
@@ -233,19 +281,26 @@ def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: Perturbatio
     ``skip_bad`` left out of every metric and listed in ``CellResult.skipped``.
     """
     dev = resolve_device(device)
+    check_precision(amp)
     method = method.to(dev).eval()
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    predict = None
+    if compile:
+        predict = compiled_predict(method, "inductor" if compile is True else str(compile))
     policy = method.input_policy
     samples = dataset.samples if samples is None else samples
     if policy.mode == "native":
         batch_size = 1  # images of different sizes; classic methods run one at a time anyway
-    workers = default_workers() if num_workers is None else num_workers
+    workers = default_workers(dev) if num_workers is None else num_workers
     wanted = tuple(getattr(method, "file_inputs", ()))
     check_file_inputs(wanted, type(method).__name__)
     loader = DataLoader(EvalDataset(samples, policy, perturbation, method.needs_ground_truth, wanted),
                         batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=collate, pin_memory=dev.type == "cuda",
                         persistent_workers=False)
-    suite = MetricSuite(metrics, include_authentic=include_authentic)
+    scoring = Scoring(lambda: MetricSuite(metrics, include_authentic=include_authentic),
+                       default_score_threads(dev) if score_threads is None else score_threads)
     if save_predictions is not None:
         save_predictions = Path(save_predictions)
         save_predictions.mkdir(parents=True, exist_ok=True)
@@ -254,23 +309,27 @@ def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: Perturbatio
     bar = progress_bar(total=len(samples), desc=f"{dataset.name} {perturbation.label()}",
                        unit="img", enabled=progress, leave=False)
     skipped: list[BadSample] = []
-    for batch in loader:
-        items = [it for it in batch if isinstance(it, EvalItem)]
-        for bad in (it for it in batch if isinstance(it, BadSample)):
-            if not skip_bad:
-                raise DatasetError(f"{bad.reason} (sample {bad.sample_id!r} of {dataset.name!r}; "
-                                   "pass --skip-bad to leave such samples out and list them)")
-            skipped.append(bad)
-        for group in batches_of(items):
-            for scored in predict_batch(method, group, dev, amp):
-                suite.update(scored)
-                if save_predictions is not None:  # float32 .npy: `score` reproduces exactly
-                    stem = stem_of[scored.sample_id]
-                    np.save(save_predictions / f"{stem}.npy", scored.prob)
-                    for name, extra in scored.extra_maps.items():  # beside, never scored
-                        (save_predictions / name).mkdir(exist_ok=True)
-                        np.save(save_predictions / name / f"{stem}.npy", extra)
-        bar.update(len(batch))
+    try:
+        for batch in loader:
+            items = [it for it in batch if isinstance(it, EvalItem)]
+            for bad in (it for it in batch if isinstance(it, BadSample)):
+                if not skip_bad:
+                    raise DatasetError(f"{bad.reason} (sample {bad.sample_id!r} of {dataset.name!r}; "
+                                       "pass --skip-bad to leave such samples out and list them)")
+                skipped.append(bad)
+            for group in batches_of(items):
+                for scored in predict_batch(method, group, dev, amp, channels_last, predict):
+                    scoring.add(scored)
+                    if save_predictions is not None:  # float32 .npy: `score` reproduces exactly
+                        stem = stem_of[scored.sample_id]
+                        np.save(save_predictions / f"{stem}.npy", scored.prob)
+                        for name, extra in scored.extra_maps.items():  # beside, never scored
+                            (save_predictions / name).mkdir(exist_ok=True)
+                            np.save(save_predictions / name / f"{stem}.npy", extra)
+            bar.update(len(batch))
+        suite = scoring.result()
+    finally:
+        scoring.close()
     bar.close()
     return CellResult(suite.compute(), suite.n_images, suite.n_tampered, suite, skipped)
 

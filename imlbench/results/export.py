@@ -79,7 +79,8 @@ def export_masks(method: str | LoadedMethod | Method, dataset: str | Path | Data
                  num_workers: int | None = None, checkpoint: str | Path | None = None,
                  config: dict | None = None, trust_checkpoint: bool = False, seed: int = 0,
                  protocol: str = "synthetic", progress: bool = True,
-                 skip_bad: bool = False) -> ExportResult:
+                 skip_bad: bool = False, amp: bool | str = True, channels_last: bool = False,
+                 compile: bool | str = False) -> ExportResult:
     """Predict ``dataset`` with ``method`` and write its maps and overview under ``out_dir``.
 
     ``method``: a registered name (loaded as ``imlbench run`` loads it: ``checkpoint``,
@@ -105,7 +106,8 @@ def export_masks(method: str | LoadedMethod | Method, dataset: str | Path | Data
     try:
         cell = evaluate_cell(module, dataset, device=device, batch_size=batch_size,
                              num_workers=num_workers, progress=progress, save_predictions=npy_dir,
-                             skip_bad=skip_bad)
+                             skip_bad=skip_bad, amp=amp, channels_last=channels_last,
+                             compile=compile)
         written = [stem for stem in stems if (npy_dir / f"{stem}.npy").is_file()]
         maps = []
         for stem in written:
