@@ -335,6 +335,33 @@ def cmd_export_masks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_describe(args: argparse.Namespace) -> int:
+    from imlbench.benchmark.complexity import measure, render
+    from imlbench.registry import METHODS
+
+    names = METHODS.list(args.pattern)
+    if not names:
+        raise UsageError(f"no registered method matches {args.pattern!r}; see `imlbench list methods`")
+    rows, unavailable = [], []
+    for name in names:
+        try:  # only building may fail: a missing optional dependency, a wrapper needing options
+            method = METHODS.build(name)
+        except (ImportError, ValueError, TypeError) as exc:
+            unavailable.append(f"{name}: {exc}")
+            continue
+        rows.append(measure(name, args.size, repeats=args.time, method=method))
+    if args.json:
+        print(json.dumps({"size": args.size, "methods": [r.as_dict() for r in rows],
+                          "unavailable": unavailable}, indent=2))
+        return 0
+    print(f"Default configs, one {args.size}x{args.size} picture shaped by each method's input "
+          "policy, CPU:\n")
+    print(render(rows))
+    for line in unavailable:
+        print(f"not measured: {line}", file=sys.stderr)
+    return 0
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     import platform
 
@@ -468,6 +495,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registered name, dataset path, or all (default: every test set present)")
     _data_root(q)
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("describe", help="parameters, FLOPs (and CPU time) of methods at their "
+                                         "default (official) configs")
+    p.add_argument("pattern", nargs="?", default="*", help="shell wildcard of method names")
+    p.add_argument("--size", type=int, default=512, help="side of the square picture (default 512)")
+    p.add_argument("--time", type=int, default=0, metavar="N",
+                   help="also time N forward passes on CPU and report the median")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("env", help="versions, devices and paths")
     p.set_defaults(func=cmd_env)
