@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from imlbench.benchmark.checkpoints import load_method
+from imlbench.benchmark.loading import load_method
 from imlbench.benchmark.runner import evaluate_cell
 from imlbench.benchmark.train_data import TrainDataset
 from imlbench.datasets.base import Dataset, Sample, load_image

@@ -1,4 +1,4 @@
-"""Checkpoint files and cache: safe loading, atomic writes, sidecars, find/ensure."""
+"""Checkpoint files and cache: safe loading, atomic writes, sidecars, find/find-or-train."""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +10,7 @@ import yaml
 from safetensors.torch import load_file
 
 from imlbench.benchmark import checkpoints as ck
+from imlbench.benchmark import loading
 from imlbench.benchmark import train as train_module
 from imlbench.methods.seg_ce import SegCE
 
@@ -38,7 +39,7 @@ def test_checkpoint_needing_pickled_code_is_refused_unless_trusted(tmp_path):
     assert str(path) in message and "--trust-checkpoint" in message
     assert "only for files you trust" in message and UNPICKLED == []
     with pytest.raises(ck.UntrustedCheckpointError):
-        ck.load_method("seg_ce", path, config=TINY)
+        loading.load_method("seg_ce", path, config=TINY)
     assert UNPICKLED == []
     state = ck.read_state_dict(path, trust=True)  # the user vouched for it
     assert UNPICKLED == ["ran"] and state["payload"] == "ran"
@@ -52,14 +53,14 @@ def test_weights_only_pth_and_safetensors_load_into_the_method(tmp_path):
     ck.save_weights(tmp_path / "w.safetensors", model.state_dict(),
                     {"method": "seg_ce", "config": TINY})
     for path in (wrapped, tmp_path / "w.safetensors"):
-        loaded = ck.load_method("seg_ce", path, config=TINY)
+        loaded = loading.load_method("seg_ce", path, config=TINY)
         assert not loaded.training
         assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
                                                      model.state_dict().values()))
     with pytest.raises(ValueError, match="trained for method 'seg_ce', not 'segformer_b0'"):
-        ck.load_method("segformer_b0", tmp_path / "w.safetensors")
+        loading.load_method("segformer_b0", tmp_path / "w.safetensors")
     with pytest.raises(ValueError, match="does not fit method 'seg_ce'.*sidecar"):
-        ck.load_method("seg_ce", wrapped, config={**TINY, "decoder_channels": 8})
+        loading.load_method("seg_ce", wrapped, config={**TINY, "decoder_channels": 8})
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         ck.read_state_dict(tmp_path / "nope.pth")
 
@@ -72,7 +73,7 @@ def test_sidecar_config_is_used_and_header_survives_a_copy(tmp_path):
     assert json.loads(path.with_suffix(".json").read_text()) == info
     path.with_suffix(".json").unlink()  # a copied weights file keeps its description
     assert ck.read_sidecar(path) == info
-    loaded = ck.load_method("seg_ce", path)  # no config given: the sidecar's is used
+    loaded = loading.load_method("seg_ce", path)  # no config given: the sidecar's is used
     assert loaded.net.classifier.in_channels == TINY["decoder_channels"]
 
 
@@ -97,13 +98,13 @@ def test_checkpoint_sha256(tmp_path):
     assert ck.checkpoint_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_ensure_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch, capsys):
+def test_find_or_train_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch, capsys):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump({
         "image_size": 32, "batch_size": 2, "steps": 2, "optimizer": {"name": "adamw", "lr": 1e-3},
         "schedule": {"name": "constant"}, "val_batch_size": 4, "tensorboard": False}))
     assert ck.find_checkpoint("seg_ce", "synthetic", config=TINY) is None
-    best = ck.ensure_checkpoint("seg_ce", "synthetic", recipe=str(recipe), config=TINY,
+    best = loading.find_or_train_checkpoint("seg_ce", "synthetic", recipe=str(recipe), config=TINY,
                                 device="cpu")
     assert "No trained checkpoint of 'seg_ce' for protocol 'synthetic': training one now on " \
            "'synth-train'" in capsys.readouterr().out
@@ -117,11 +118,11 @@ def test_ensure_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch, capsys
         raise AssertionError("must reuse the checkpoint")
 
     monkeypatch.setattr(train_module, "train", no_training)
-    assert ck.ensure_checkpoint("seg_ce", "synthetic", recipe="tiny", config=TINY) == best
+    assert loading.find_or_train_checkpoint("seg_ce", "synthetic", recipe="tiny", config=TINY) == best
     assert ck.find_checkpoint("seg_ce", "synthetic", config=TINY) == best
     assert ck.find_checkpoint("seg_ce", "synthetic", recipe="paper", config=TINY) is None
     assert ck.find_checkpoint("seg_ce", "synthetic", config={**TINY, "input_size": 64}) is None
     assert ck.find_checkpoint("seg_ce", "synthetic", config=TINY, seed=0) == best
     assert ck.find_checkpoint("seg_ce", "synthetic", config=TINY, seed=1) is None  # never reused
     with pytest.raises(ValueError, match="protocol 'mvss'.*--checkpoint"):
-        ck.ensure_checkpoint("seg_ce", "mvss", config=TINY)
+        loading.find_or_train_checkpoint("seg_ce", "mvss", config=TINY)

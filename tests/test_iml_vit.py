@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from imlbench.benchmark.checkpoints import load_method
+from imlbench.benchmark.loading import load_method
 from imlbench.cli import main
 from imlbench.benchmark.train import build_optimizer, load_recipe
 from imlbench.errors import CheckpointError, ConfigError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imlbench.benchmark.checkpoints import load_method
+from imlbench.benchmark.loading import load_method
 from imlbench.cli import main
 from imlbench.errors import CheckpointError
 from imlbench.methods.mpc import MPC, keymap

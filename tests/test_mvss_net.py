@@ -95,7 +95,7 @@ def write_released(method: MVSSNet, path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_a_released_file_loads_strictly_with_every_tensor(tmp_path):
-    from imlbench.benchmark.checkpoints import load_method
+    from imlbench.benchmark.loading import load_method
 
     source = randomised(tiny())
     path = tmp_path / "mvssnet_casia.pt"
@@ -140,7 +140,7 @@ def test_other_containers_are_refused_in_one_line(tmp_path, container, message):
 
 
 def test_a_file_of_another_size_names_the_mismatch(tmp_path):
-    from imlbench.benchmark.checkpoints import load_method
+    from imlbench.benchmark.loading import load_method
 
     path = tmp_path / "mvssnet_casia.pt"
     write_released(tiny(), path)

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from imlbench.results.leaderboard import RETAINED_MIN_CLEAN
-from imlbench.results.plots import plot_robustness, robustness_summary
+from imlbench.results.plots import plot_robustness
+from imlbench.results.robustness_summary import robustness_summary
 
 
 def records(cells: list[tuple[str, str, str, str, str, float]],

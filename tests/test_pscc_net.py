@@ -71,7 +71,7 @@ def write_released(model: PSCCNet, folder: Path, layout: str) -> None:
 
 @pytest.mark.parametrize("layout", ["flat", "official", "clone"])
 def test_released_folder_loads_strictly_in_both_layouts(layout, tmp_path):
-    from imlbench.benchmark.checkpoints import load_method
+    from imlbench.benchmark.loading import load_method
 
     source = randomised(tiny_model())
     write_released(source, tmp_path / "ckpt", layout)

@@ -103,7 +103,7 @@ def test_half_written_temp_file_of_a_killed_writer_is_ignored(tmp_path):
 def test_cell_key_is_one_definition_and_seeds_are_separate_cells(tmp_path):
     """Three seeds saved as ``best.safetensors`` are three cells: in the store, the leaderboard
     (mean ± std over n=3) and the robustness summary (three checkpoints)."""
-    from imlbench.results.plots import robustness_summary
+    from imlbench.results.robustness_summary import robustness_summary
     from imlbench.results.store import CELL_KEYS, CellKey, cell_key
 
     store = ResultStore(tmp_path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from imlbench.benchmark.checkpoints import load_method
+from imlbench.benchmark.loading import load_method
 from imlbench.errors import CheckpointError, ConfigError
 from imlbench.methods.trufor import losses
 from imlbench.methods.trufor.keymap import official_to_ours, ours_to_official, to_official

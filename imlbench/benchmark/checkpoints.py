@@ -1,4 +1,7 @@
-"""Checkpoint files: safe reading, atomic writing, and the per-method checkpoint cache.
+"""Checkpoint files: safe reading, atomic writing, and the per-method checkpoint cache (lookup).
+
+Building a method from a checkpoint, and training one when the cache has none, is
+:mod:`imlbench.benchmark.loading` (above this module and the training loop).
 
 Layout of one training run (``run_dir``)::
 
@@ -26,17 +29,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
-from imlbench.errors import CheckpointError, CheckpointNotFoundError
 from imlbench.paths import checkpoints_dir
 from imlbench.weights import (CLASSIFIER_PREFIXES, TRUST_HINT, UntrustedCheckpointError,  # noqa: F401
                               file_sha256, load_pretrained, read_state_dict)
-
-if TYPE_CHECKING:
-    from imlbench.methods.base import Method
 
 SIDECAR_KEY = "imlbench"
 
@@ -129,78 +128,3 @@ def find_checkpoint(method: str, protocol: str = "synthetic", recipe: str | None
         if weights.is_file():
             candidates.append((info.get("images_seen", 0), weights.stat().st_mtime, weights))
     return max(candidates)[2] if candidates else None
-
-
-def default_recipe(device: str | torch.device = "auto") -> str:
-    """``paper`` on a GPU, ``quick`` (CPU-sized) otherwise."""
-    from imlbench.benchmark.device import resolve_device
-
-    return "paper" if resolve_device(device).type == "cuda" else "quick"
-
-
-def ensure_checkpoint(method: str, protocol: str = "synthetic", *, device: str = "auto",
-                      recipe: str | None = None, config: dict | None = None, seed: int = 0,
-                      log: Callable[[str], None] = print) -> Path:
-    """Path of the best checkpoint of ``method`` for ``protocol``; trains one if there is none.
-
-    Training uses ``recipe`` or the device's default recipe, resumes an interrupted run of the
-    same configuration, and announces itself through ``log`` before starting.
-    """
-    found = find_checkpoint(method, protocol, recipe, config, seed)
-    if found is not None:
-        return found
-    from imlbench.benchmark.train import train
-    from imlbench.datasets.protocols import entry_available, load_protocol
-
-    spec = load_protocol(protocol)
-    missing = [e for e in (*spec.train, *(spec.val or ())) if not entry_available(e)]
-    if missing:
-        raise CheckpointError(f"no trained checkpoint of {method!r} for protocol {protocol!r}, and its "
-                         f"training data {missing} is not under the data root (--data-root or "
-                         f"$IMLBENCH_DATA); unpack it, or pass a trained model with --checkpoint")
-    recipe = recipe or default_recipe(device)
-    log(f"No trained checkpoint of {method!r} for protocol {protocol!r}: training one now on "
-        f"{spec.train_dataset().name!r} with the {recipe!r} recipe (seed {seed}).")
-    result = train(method, dataset=spec, recipe=recipe, seed=seed, resume=True, device=device,
-                   method_config=config,
-                   data_parallel=False)  # under torchrun only rank 0 gets here; the others wait
-    return result.best_checkpoint
-
-
-def load_method(name: str, checkpoint: str | Path | None = None, *, trust_checkpoint: bool = False,
-                config: dict | None = None) -> Method:
-    """Build method ``name`` from ``METHODS`` and load ``checkpoint`` strictly (eval mode).
-
-    A file imlbench wrote (its sidecar says so) loads as saved, with the sidecar's config updated
-    by ``config``. Any other file or folder — an official release — goes through the class's
-    :meth:`~imlbench.methods.base.Method.read_official_checkpoint`, which unwraps the official
-    container and maps its names onto the method's modules.
-    """
-    from imlbench.registry import METHODS
-
-    kwargs = dict(config or {})
-    state = None
-    if checkpoint is not None:
-        checkpoint = Path(checkpoint).expanduser()
-        if not checkpoint.exists():
-            raise CheckpointNotFoundError(f"checkpoint not found: {checkpoint}")
-        info = read_sidecar(checkpoint) if checkpoint.is_file() else None
-        if info is not None:
-            if info.get("method") != name:
-                raise CheckpointError(f"checkpoint {checkpoint} was trained for method "
-                                 f"{info.get('method')!r}, not {name!r}")
-            kwargs = {**info.get("config", {}), **kwargs}
-            state = read_state_dict(checkpoint, trust=trust_checkpoint)
-        else:
-            state = METHODS.get(name).read_official_checkpoint(checkpoint, trust=trust_checkpoint)
-    method = METHODS.build(name, **kwargs)
-    if state is not None:
-        try:
-            method.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            problems = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
-            more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-            raise CheckpointError(f"checkpoint {checkpoint} does not fit method {name!r} built with "
-                             f"config {kwargs}: {'; '.join(problems[:3])}{more}. Pass the config "
-                             "it was trained with (its .json sidecar lists it).") from exc
-    return method.eval()

@@ -66,11 +66,12 @@ def load(name: str, *, checkpoint: str | Path | None = None, config: dict | None
         if checkpoint is not None:
             raise UsageError(f"method {name!r} is training-free; --checkpoint does not apply")
         return LoadedMethod(method_label(name, config), METHODS.build(name, **config), "-", "-", config)
-    from imlbench.benchmark.checkpoints import checkpoint_sha256, ensure_checkpoint, load_method
+    from imlbench.benchmark.checkpoints import checkpoint_sha256
+    from imlbench.benchmark.loading import find_or_train_checkpoint, load_method
 
     if checkpoint is None:
-        checkpoint = ensure_checkpoint(name, protocol, device=device, recipe=recipe, config=config,
-                                       seed=seed)
+        checkpoint = find_or_train_checkpoint(name, protocol, device=device, recipe=recipe,
+                                              config=config, seed=seed)
     module = load_method(name, checkpoint, trust_checkpoint=trust_checkpoint, config=config)
     return LoadedMethod(method_label(name, config), module, Path(checkpoint).name,
                         checkpoint_sha256(checkpoint)[:12], config)

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from imlbench._mmcv_compat import import_mmseg
-from imlbench.benchmark.checkpoints import load_pretrained
+from imlbench.weights import load_pretrained
 from imlbench.errors import ConfigError
 from imlbench.methods.base import InputPolicy, Method, Prediction
 from imlbench.methods.nets import normalize_imagenet

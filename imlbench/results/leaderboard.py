@@ -14,14 +14,11 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from imlbench.results.robustness_summary import CLEAN, RETAINED_MIN_CLEAN, robustness_summary
 from imlbench.results.store import CELL_KEYS
 
 DEFAULT_METRICS = ("pixel_f1", "pixel_f1_best", "pixel_iou", "pixel_auc", "pixel_fpr_authentic",
                    "image_auc", "image_bacc")
-CLEAN = "none"
-RETAINED_MIN_CLEAN = 0.05
-"""Smallest clean value with a retained fraction: a ratio of near-zero scores is noise (an F1
-of 0.012 clean and 0.4 perturbed would read as 34× "retained")."""
 
 
 def severity_key(sev: str) -> tuple:
@@ -101,8 +98,6 @@ def robustness_table(df: pd.DataFrame, perturbation: str, metric: str = "pixel_f
 
 def summary_table(df: pd.DataFrame, metric: str = "pixel_f1") -> pd.DataFrame:
     """Per (method, dataset, perturbation): clean value, mean and worst fraction retained."""
-    from imlbench.results.plots import robustness_summary  # matplotlib only when needed
-
     s = robustness_summary(df, metric)
     return pd.DataFrame({
         "method": s["method"], "dataset": s["dataset"], "perturbation": s["perturbation"],

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imlbench.benchmark.checkpoints import load_pretrained
+from imlbench.weights import load_pretrained
 from imlbench.errors import ConfigError
 
 ASPP_RATES_AT_STRIDE_16 = (6, 12, 18)
