@@ -98,7 +98,7 @@ def section_env(rep: Report, dev: torch.device, dry: bool, argv: list[str]) -> s
 
 
 # -- 2. the gpu-marked tests -----------------------------------------------------------------
-def section_tests(rep: Report, dry: bool, clock: Clock, floor: float) -> None:
+def section_tests(rep: Report, dry: bool, clock: Clock, floor: float, missing: set[str]) -> None:
     rep.add("## pytest -m gpu", "")
     if importlib.util.find_spec("pytest") is None:
         rep.add("skipped: pytest does not import here", "")
@@ -106,6 +106,10 @@ def section_tests(rep: Report, dry: bool, clock: Clock, floor: float) -> None:
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
            "tests/test_precision.py", "tests/test_gpu.py"]
     cmd += ["--collect-only"] if dry else ["--timeout", "90"]
+    unrunnable = sorted(m for m, needs in NEEDS.items() if set(needs) & missing)
+    if unrunnable:  # their tests would fail on the import, not on the GPU
+        cmd += ["-k", " and ".join(f"not {m}" for m in unrunnable)]
+        rep.add(f"deselected (packages missing): {', '.join(unrunnable)}", "")
     limit = max(30.0, clock.left() - floor)
     try:
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=limit)
@@ -181,20 +185,21 @@ def variants(dev: torch.device, dry: bool, with_compile: bool) -> list[Variant]:
     return out
 
 
-def bare_rate(method, batches: list[torch.Tensor], dev: torch.device, v: Variant,
-              predict: Callable) -> tuple[float, torch.Tensor]:
+def bare_rate(method, batches: list[torch.Tensor], extras: list[dict] | None, dev: torch.device,
+              v: Variant, predict: Callable) -> tuple[float, torch.Tensor]:
     """images/s of ``predict`` over ``batches`` already on the device (2 warm-up batches, which
     also compile), and the first batch's maps."""
     from imlbench.benchmark.device import autocast
 
     xs = [b.contiguous(memory_format=torch.channels_last) if v.channels_last else b for b in batches]
+    kw = [{"extras": e} for e in extras] if extras is not None else [{} for _ in xs]
     with torch.inference_mode(), autocast(dev, v.amp):
-        first = predict(xs[0]).mask_prob.float().clone()
-        predict(xs[1 % len(xs)])
+        first = predict(xs[0], **kw[0]).mask_prob.float().clone()
+        predict(xs[1 % len(xs)], **kw[1 % len(xs)])
         sync(dev)
         t0 = time.perf_counter()
-        for x in xs:
-            predict(x)
+        for x, k in zip(xs, kw):
+            predict(x, **k)
         sync(dev)
     return sum(len(x) for x in xs) / (time.perf_counter() - t0), first
 
@@ -208,9 +213,13 @@ def measure_method(name: str, build: Callable[[], Any], data, dev: torch.device,
     method = build().to(dev).eval()
     policy = method.input_policy
     batch = 1 if policy.mode == "native" else batch  # as evaluate_cell runs native policies
-    ds = EvalDataset(data.samples[:bare_images], policy)
-    images = [ds[i].image for i in range(len(ds))]
+    wanted = tuple(getattr(method, "file_inputs", ()))  # CAT-Net's DCT coefficients
+    ds = EvalDataset(data.samples[:bare_images], policy, file_inputs=wanted)
+    items = [ds[i] for i in range(len(ds))]
+    images = [it.image for it in items]
     batches = [torch.stack(images[i:i + batch]).to(dev) for i in range(0, len(images), batch)]
+    extras = [{k: torch.from_numpy(np.stack([it.extras[k] for it in items[i:i + batch]])).to(dev)
+               for k in items[i].extras} for i in range(0, len(items), batch)]
     rows, ref = [], None
     for v in vs:
         if clock.left() < floor + 10:
@@ -221,7 +230,7 @@ def measure_method(name: str, build: Callable[[], Any], data, dev: torch.device,
         predict = compiled_predict(method, "inductor" if v.compile is True else v.compile) \
             if v.compile else method.predict
         t0 = time.perf_counter()
-        bare, first = bare_rate(method, batches, dev, v, predict)
+        bare, first = bare_rate(method, batches, extras if wanted else None, dev, v, predict)
         warm_s = time.perf_counter() - t0
         ref = first if ref is None else ref
         diff = float((first - ref).abs().max())
@@ -437,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         sections = [("throughput", lambda: section_throughput(rep, dev, dry, args, missing, clock,
                                                               0.45 * budget, Path(tmp))),
                     ("train", lambda: section_train_step(rep, dev, dry, clock, 0.3 * budget)),
-                    ("tests", lambda: section_tests(rep, dry, clock, 0.05 * budget + 10)),
+                    ("tests", lambda: section_tests(rep, dry, clock, 0.05 * budget + 10, missing)),
                     ("nccl", lambda: section_two_processes(rep, dev, dry, clock, Path(tmp)))]
         failed = []
         for name, run in sections:

@@ -205,3 +205,4 @@ def test_cuda_fp32_channels_last_and_inductor_match_cpu_with_pinned_copies(data,
         assert map_diff <= 5e-3 and metric_diff <= METRIC_TOL, (tag, map_diff, metric_diff)
     assert pinned and all(pinned), "the loader did not pin the items"
     assert runner_module.default_score_threads(torch.device("cuda")) >= 1
+
