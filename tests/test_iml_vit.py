@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from imlbench.benchmark.loading import load_method
 from imlbench.cli import main
-from imlbench.benchmark.train import build_optimizer, load_recipe
+from imlbench.benchmark.optim import build_optimizer
+from imlbench.benchmark.recipes import load_recipe
 from imlbench.errors import CheckpointError, ConfigError
 from imlbench.methods.iml_vit import IMLViT
 from imlbench.methods.iml_vit import keymap

@@ -117,7 +117,7 @@ def test_default_pivot_is_the_papers_role_switching_and_is_always_labelled() -> 
 
 
 def test_paper_recipe_refuses_random_imagenet_weights(tmp_path) -> None:
-    from imlbench.benchmark.train import load_recipe
+    from imlbench.benchmark.recipes import load_recipe
 
     assert load_recipe("paper", "ncl").method["require_pretrained"] is True
     tiny = {**TINY, "require_pretrained": True}
@@ -224,7 +224,7 @@ def test_predict_returns_tampered_probability_map() -> None:
 
 
 def test_quick_recipe_has_seg_ce_budget_and_builds() -> None:
-    from imlbench.benchmark.train import load_recipe
+    from imlbench.benchmark.recipes import load_recipe
 
     ncl, seg = load_recipe("quick", "ncl"), load_recipe("quick", "seg_ce")
     assert ncl == seg  # same network, size, steps, batch, optimizer and schedule
@@ -235,7 +235,7 @@ def test_quick_recipe_has_seg_ce_budget_and_builds() -> None:
 def test_paper_recipe_is_resnet101_at_512() -> None:
     import timm
 
-    from imlbench.benchmark.train import load_recipe
+    from imlbench.benchmark.recipes import load_recipe
 
     rcp = load_recipe("paper", "ncl")
     assert rcp.method == {"backbone": "resnet101", "input_size": 512, "require_pretrained": True}

@@ -10,8 +10,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from imlbench.benchmark.train import (RECIPES_DIR, build_optimizer, load_recipe, lr_factor,
-                                      recipe_names, train)
+from imlbench.benchmark.optim import build_optimizer, lr_factor
+from imlbench.benchmark.recipes import RECIPES_DIR, load_recipe, recipe_names
+from imlbench.benchmark.train import train
 from imlbench.benchmark.train_data import TrainDataset
 from imlbench.datasets.protocols import Protocol, Sampling
 from imlbench.methods.ncl import NCL

@@ -13,7 +13,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from imlbench.benchmark.train import seed_everything, train
+from imlbench.benchmark.rng import seed_everything
+from imlbench.benchmark.train import train
 from imlbench.registry import METHODS
 from tests.helpers import make_folder_dataset
 

@@ -7,7 +7,7 @@ import pytest
 
 from imlbench import typed_config as tc
 from imlbench.benchmark.evaluate import load, method_label
-from imlbench.benchmark.train import RECIPES_DIR, load_recipe, recipe_names
+from imlbench.benchmark.recipes import RECIPES_DIR, load_recipe, recipe_names
 from imlbench.errors import ConfigError, UnknownOptionError
 from imlbench.registry import METHODS
 

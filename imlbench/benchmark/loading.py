@@ -8,20 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-import torch
-
 from imlbench.benchmark.checkpoints import find_checkpoint, read_sidecar, read_state_dict
+from imlbench.benchmark.recipes import default_recipe
 from imlbench.errors import CheckpointError, CheckpointNotFoundError
 
 if TYPE_CHECKING:
     from imlbench.methods.base import Method
-
-
-def default_recipe(device: str | torch.device = "auto") -> str:
-    """``paper`` on a GPU, ``quick`` (CPU-sized) otherwise."""
-    from imlbench.benchmark.device import resolve_device
-
-    return "paper" if resolve_device(device).type == "cuda" else "quick"
 
 
 def find_or_train_checkpoint(method: str, protocol: str = "synthetic", *, device: str = "auto",
