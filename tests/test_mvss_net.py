@@ -178,7 +178,9 @@ def test_the_policy_is_cv2_linear_to_512_and_back():
     with torch.device("meta"):
         policy = MVSSNet().input_policy
     assert (policy.mode, policy.size, policy.kernel, policy.output_kernel) == \
-        ("resize", 512, "cv2_linear", "cv2_linear")
+        ("resize", 512, "cv2_linear", "cv2_linear_u8")  # the 8-bit map goes back as uint8
+    with torch.device("meta"):
+        assert MVSSNet(quantize_8bit=False).input_policy.output_kernel == "cv2_linear"
 
 
 def test_the_map_is_8_bit_as_the_official_pngs_and_the_score_rule_is_selectable():

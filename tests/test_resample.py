@@ -56,6 +56,10 @@ def test_map_kernels():
     cubic = resize_maps(maps, (30, 41), "bicubic")
     assert cubic.min() >= 0 and cubic.max() <= 1
     assert resize_maps(maps, (8, 12), "cv2_linear") is maps  # identity at equal size
+    stored = np.floor(maps[0, 0].numpy() * 255).astype(np.uint8)  # an 8-bit map, as a PNG holds it
+    png_resized = cv2.resize(stored, (41, 30), interpolation=cv2.INTER_LINEAR) / np.float32(255)
+    got = resize_maps(torch.from_numpy(stored / np.float32(255))[None, None], (30, 41), "cv2_linear_u8")
+    assert np.array_equal(got[0, 0].numpy(), png_resized.astype(np.float32))
 
 
 def test_every_kernel_name_resizes_maps():

@@ -18,7 +18,9 @@ Kernels by name (``KERNELS``):
   ``INTER_CUBIC`` / ``INTER_AREA``: on the uint8 image for inputs (the official scripts' rounding),
   on float32 for maps;
 * ``pil_bilinear`` / ``pil_bicubic`` — PIL ``Image.resize`` (antialiased when shrinking), on the
-  uint8 image for inputs and on mode ``F`` (float32) for maps.
+  uint8 image for inputs and on mode ``F`` (float32) for maps;
+* ``cv2_linear_u8`` (maps only) — the map as 8 bits (``round(255·p)``), ``cv2.resize``
+  INTER_LINEAR on uint8, ``/ 255``: MVSS-Net's inference resizes its stored 8-bit map this way.
 """
 from __future__ import annotations
 
@@ -36,9 +38,11 @@ if TYPE_CHECKING:
 TORCH_KERNELS = ("bilinear_aa", "bilinear", "bilinear_ac", "bicubic", "nearest")
 CV2_KERNELS = ("cv2_linear", "cv2_cubic", "cv2_area")
 PIL_KERNELS = ("pil_bilinear", "pil_bicubic")
-KERNELS = TORCH_KERNELS + CV2_KERNELS + PIL_KERNELS
-INPUT_KERNELS = tuple(k for k in KERNELS if k != "bilinear_ac")
-"""``align_corners=True`` is an upsampling convention of feature maps, never an image resize."""
+MAP_ONLY_KERNELS = ("bilinear_ac", "cv2_linear_u8")
+KERNELS = TORCH_KERNELS + CV2_KERNELS + PIL_KERNELS + ("cv2_linear_u8",)
+INPUT_KERNELS = tuple(k for k in KERNELS if k not in MAP_ONLY_KERNELS)
+"""``align_corners=True`` is an upsampling convention of feature maps, never an image resize;
+``cv2_linear_u8`` is how official scripts resize a map they already stored as an 8-bit PNG."""
 
 
 def check_kernel(kernel: str, field: str, allowed: Sequence[str] = KERNELS) -> None:
@@ -88,6 +92,11 @@ def resize_maps(maps: torch.Tensor, size: Sequence[int], kernel: str = "bilinear
     if kernel == "bicubic":
         return F.interpolate(maps, size=size, mode="bicubic", align_corners=False).clamp_(0, 1)
     array = maps.detach().float().cpu().numpy()
+    if kernel == "cv2_linear_u8":
+        array = np.rint(np.clip(array, 0, 1) * 255).astype(np.uint8)
+        resized = [[_resize_array(c, size, "cv2_linear") for c in m] for m in array]
+        out = np.asarray(resized, dtype=np.float32) / np.float32(255)
+        return torch.from_numpy(out).to(device=maps.device, dtype=maps.dtype)
     out = np.stack([np.stack([_resize_array(np.ascontiguousarray(c), size, kernel) for c in m])
                     for m in array])
     return torch.from_numpy(out).to(device=maps.device, dtype=maps.dtype)

@@ -47,8 +47,8 @@ class MVSSNetConfig:
     official input; ``"rgb"`` feeds the channels unflipped, as IMDL-BenCo's re-training does);
     ``quantize_8bit`` (default on): the map is ``floor(255·p)/255`` as the official PNGs are,
     because every published number was computed from those PNGs (the runner then resizes it
-    back with cv2 INTER_LINEAR like ``inference.py:87``, in float32 rather than on uint8: up to
-    1/255 apart); off gives the float sigmoid. ``image_score``: ``"stored_map"`` (default) =
+    back with cv2 INTER_LINEAR on uint8 like ``inference.py:87``: output kernel
+    ``cv2_linear_u8``); off gives the float sigmoid, resized back in float32. ``image_score``: ``"stored_map"`` (default) =
     max of the map at the original size (``evaluate.py:44``, the published image-level AUC);
     ``"network_map"`` = max of the float 512² sigmoid map (``tools.py:28-31``, computed and
     discarded by the official inference).
@@ -132,7 +132,9 @@ class MVSSNet(Method):
                                      f"options are {sorted(names)}")
         cfg = self.config = MVSSNetConfig(**kwargs)
         self.input_policy = InputPolicy(  # type: ignore[misc]  (per instance: follows input_size)
-            "resize", cfg.input_size, kernel="cv2_linear", output_kernel="cv2_linear")
+            "resize", cfg.input_size, kernel="cv2_linear",
+            # the official 8-bit map is resized back as uint8 (inference.py:87)
+            output_kernel="cv2_linear_u8" if cfg.quantize_8bit else "cv2_linear")
         self.net = MVSSNetwork(cfg.spec)
         if cfg.pretrained_path is not None:
             for backbone in (self.net.rgb_backbone, self.net.noise_backbone):
