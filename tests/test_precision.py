@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -206,3 +207,19 @@ def test_cuda_fp32_channels_last_and_inductor_match_cpu_with_pinned_copies(data,
     assert pinned and all(pinned), "the loader did not pin the items"
     assert runner_module.default_score_threads(torch.device("cuda")) >= 1
 
+
+@pytest.mark.parametrize("value, expected", [("bf16", "bf16"), ("fp16", "fp16"), ("off", False),
+                                             (True, True), (False, False)])
+def test_a_recipe_names_its_training_precision(tmp_path, value, expected):
+    import yaml
+
+    from imlbench.benchmark.recipes import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"image_size": 32, "batch_size": 2, "steps": 1, "amp": value,
+                                    "optimizer": {"name": "adamw", "lr": 1e-3},
+                                    "schedule": {"name": "constant"}}))
+    assert load_recipe(path, "seg_ce").amp == expected
+    path.write_text(re.sub(r"(?m)^amp: .*$", "amp: fp8", path.read_text()))
+    with pytest.raises(ConfigError, match="amp"):
+        load_recipe(path, "seg_ce")
