@@ -304,3 +304,10 @@ def test_example_inputs_count_the_dct_stream():
     full = measure("cat_net", 64, method=model)
     assert full.params == sum(p.numel() for p in model.parameters()) and full.flops > 0
     assert full.input_shape == (1, 3, 64, 64)
+
+
+def test_batchnorm_momentum_is_the_official_one_unless_configured():
+    momenta = {m.momentum for m in tiny().modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert momenta == {0.01}
+    quick = {m.momentum for m in tiny(bn_momentum=0.1).modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert quick == {0.1}

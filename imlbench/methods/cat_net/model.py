@@ -39,6 +39,8 @@ class CatNetConfig:
     stream (stage 2 uses the first two RGB widths, stage 3 the first three; DC stage 3 the first
     two DC widths). ``dc_stem_width`` is the dilated conv's output, ``dc_tail`` the channels
     regrouped per 8×8 block (``dc_tail * 64`` per copy, with and without the table).
+    ``bn_momentum``: of every BatchNorm (official 0.01, tuned for 100k steps; a short run needs a
+    larger one, or its running statistics still lean on their initial values when it is scored).
     """
 
     variant: Literal["full", "dct_only"] = "full"
@@ -53,6 +55,7 @@ class CatNetConfig:
     dc_modules: tuple[int, int] = (3, 2)
     fusion_widths: tuple[int, ...] = (24, 48, 96, 192)
     fusion_modules: int = 1
+    bn_momentum: float = 0.01
 
     def __post_init__(self) -> None:
         for name in ("rgb_widths", "rgb_modules", "dc_widths", "dc_modules", "fusion_widths"):
@@ -89,6 +92,9 @@ class CATNet(nn.Module):
         c = sum(head_in)
         self.last_layer = nn.Sequential(nn.Conv2d(c, c, 1), batch_norm(c), nn.ReLU(inplace=True),
                                         nn.Conv2d(c, 2, 1))
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = cfg.bn_momentum
 
     def _build_rgb_stream(self, cfg: CatNetConfig) -> None:
         w = cfg.rgb_widths
