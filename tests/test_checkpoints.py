@@ -126,3 +126,20 @@ def test_find_or_train_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch,
     assert ck.find_checkpoint("seg_ce", "synthetic", config=TINY, seed=1) is None  # never reused
     with pytest.raises(ValueError, match="protocol 'mvss'.*--checkpoint"):
         loading.find_or_train_checkpoint("seg_ce", "mvss", config=TINY)
+
+
+@pytest.mark.parametrize("name", ["seg_ce", "ncl"])
+def test_a_trained_checkpoint_loads_without_the_imagenet_file_it_started_from(tmp_path, name):
+    # trained from a pretrained_path that has since gone: the checkpoint holds every weight
+    from imlbench.registry import METHODS
+
+    cls = METHODS.get(name)
+    model = METHODS.build(name, **cls.tiny_config())
+    config = {**cls.tiny_config(), "pretrained_path": str(tmp_path / "gone.pth")}
+    if name == "ncl":
+        config["require_pretrained"] = True  # the paper recipe's guard must not fire either
+    path = tmp_path / "best.safetensors"
+    ck.save_weights(path, model.state_dict(), {"method": name, "config": config})
+    loaded = loading.load_method(name, path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -72,6 +72,9 @@ def load_method(name: str, checkpoint: str | Path | None = None, *, trust_checkp
             state = read_state_dict(checkpoint, trust=trust_checkpoint)
         else:
             state = METHODS.get(name).read_official_checkpoint(checkpoint, trust=trust_checkpoint)
+    if state is not None:  # the checkpoint replaces initial weights: never read their files
+        init = METHODS.get(name).weight_init_options
+        kwargs.update({k: v for k, v in init.items() if k in kwargs})
     method = METHODS.build(name, **kwargs)
     if state is not None:
         try:

@@ -99,6 +99,10 @@ class Method(nn.Module):
     """Test-only sanity methods (oracles) get the masks; the runner passes them to no one else."""
     reference: ClassVar[str] = ""
     """Paper the method implements (shown by ``imlbench list methods -v``)."""
+    weight_init_options: ClassVar[dict[str, object]] = {"pretrained_path": None}
+    """Options that only choose the *initial* weights (an ImageNet file), with the value they
+    take when a checkpoint is loaded: the checkpoint replaces those weights, so rebuilding a
+    trained model must not need the initialisation file any more (it may be long gone)."""
 
     def predict(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> Prediction:
         raise NotImplementedError

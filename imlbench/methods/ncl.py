@@ -161,6 +161,7 @@ class NCL(SegCE):
 
     reference = ("Zhou et al., Pre-Training-Free Image Manipulation Localization through "
                  "Non-Mutually Exclusive Contrastive Learning, ICCV 2023 (arXiv 2309.14900)")
+    weight_init_options: dict[str, Any] = {"pretrained_path": None, "require_pretrained": False}
     labelled_defaults: dict[str, Any] = {"pivot": NCLConfig.pivot}
     """Options whose default changed after results were published: they are always written into
     the method's label, config identity and checkpoint lookup (``ncl[pivot=alternate]``), so a

@@ -164,6 +164,7 @@ class TruFor(Method):
     reference = ("Guillaro et al., TruFor: Leveraging all-round clues for trustworthy image "
                  "forgery detection and localization, CVPR 2023 (github.com/grip-unina/TruFor)")
     input_policy = InputPolicy("native")  # official: one image at a time at its own size
+    weight_init_options = {"noiseprint_weights": None, "encoder_weights": None}
     stages = PHASES
 
     def __init__(self, **kwargs: Any):
