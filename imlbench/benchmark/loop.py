@@ -234,10 +234,7 @@ class TrainingLoop:
         import torch.distributed as dist
 
         world = self.ctx.world_size
-        for p in params:
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad.div_(world)
+        distributed.average_gradients(params, world)
         values = torch.tensor(list(totals.values()), dtype=torch.float64, device=self.device)
         dist.all_reduce(values)
         return dict(zip(totals, (values / world).tolist()))
