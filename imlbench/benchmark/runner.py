@@ -169,7 +169,7 @@ def predict_batch(method: Method, items: list[EvalItem], device: torch.device,
         masks = torch.stack([it.input_mask.to(device, non_blocking=True) for it in items])
     kernel = method.input_policy.output_kernel
     kwargs = {}
-    if getattr(method, "file_inputs", ()):  # only methods that declare file inputs get extras
+    if method.file_inputs:  # only methods that declare file inputs get extras
         kwargs["extras"] = {key: torch.from_numpy(np.stack([it.extras[key] for it in items])).to(device)
                             for key in items[0].extras}
     with torch.inference_mode():
@@ -293,7 +293,7 @@ def evaluate_cell(method: Method, dataset: Dataset, *, perturbation: Perturbatio
     if policy.mode == "native":
         batch_size = 1  # images of different sizes; classic methods run one at a time anyway
     workers = default_workers(dev) if num_workers is None else num_workers
-    wanted = tuple(getattr(method, "file_inputs", ()))
+    wanted = tuple(method.file_inputs)
     check_file_inputs(wanted, type(method).__name__)
     loader = DataLoader(EvalDataset(samples, policy, perturbation, method.needs_ground_truth, wanted),
                         batch_size=batch_size, shuffle=False, num_workers=workers,

@@ -8,6 +8,12 @@ Tensor conventions (the runner guarantees them):
   *input* resolution; the runner maps it back to the ground-truth size before scoring.
 * ``Prediction.image_score``: ``float [B]`` in ``[0, 1]`` or ``None``; when ``None`` the
   image score used for image-level metrics is the max of ``mask_prob`` (documented rule).
+* ``extras`` (only for methods that list ``file_inputs``): what the runner and the training
+  stream read from the image *file* — e.g. CAT-Net's ``"jpeg_dct"``, the Y-channel DCT
+  coefficients and quantisation table of the JPEG the pixels were decoded from (the perturbed
+  cell's own JPEG bytes included; :mod:`imlbench.datasets.jpeg_dct`) — passed as
+  ``predict(images, extras={...})`` and as batch keys to ``loss``. Other methods are called
+  with ``predict(images)`` exactly.
 
 A method converts logits to probabilities exactly once, inside ``predict``.
 """
@@ -95,6 +101,8 @@ class Method(nn.Module):
 
     input_policy: ClassVar[InputPolicy] = InputPolicy("native")
     trainable: ClassVar[bool] = False
+    file_inputs: ClassVar[tuple[str, ...]] = ()
+    """What this method needs from the image file besides its pixels (``("jpeg_dct",)``)."""
     needs_ground_truth: ClassVar[bool] = False
     """Test-only sanity methods (oracles) get the masks; the runner passes them to no one else."""
     reference: ClassVar[str] = ""
