@@ -307,6 +307,9 @@ def section_train_step(rep: Report, dev: torch.device, dry: bool, clock: Clock, 
             f"forward + loss + backward + AdamW; s per step, min of {1 if dry else 3} after 1 cold step)", "")
     half = "bf16" if dev.type != "cuda" or torch.cuda.is_bf16_supported() else "fp16"
     rows = []
+    if dev.type == "cuda":  # the peak of each row, not of the throughput section before it
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
     for stage in ("1", "2"):
         for precision, cl in (("off", False), (half, False), (half, True)):
             if clock.left() < floor + 15:
