@@ -14,232 +14,15 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from imlbench.cli_eval import (add_data_root, add_eval_arguments, cmd_export_masks, cmd_run,
+                               cmd_score, cmd_sweep, count, key_value, to_json)
 from imlbench.errors import ImlbenchError, UsageError
-from imlbench.typed_config import CommandLineValue
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub downloads, ever: weights come from local files
 
 DESCRIPTION = ("Benchmark image manipulation localization methods: evaluate them on datasets, "
                "under perturbations, train them, and render the stored results.")
 DEBUG_ENV = "IMLBENCH_DEBUG"
-
-
-def _kv(text: str) -> tuple[str, CommandLineValue]:
-    """``key=value``; the value stays text until the method's option types are known."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--config expects key=value, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), CommandLineValue(value.strip())
-
-
-def _count(minimum: int):
-    """argparse type: an integer >= ``minimum`` (``--batch-size 0`` is a usage error, not a
-    DataLoader traceback)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-    return parse
-
-
-def _data_root(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", metavar="DIR",
-                   help="folder holding the unpacked real datasets (default: $IMLBENCH_DATA)")
-
-
-def _model_options(p: argparse.ArgumentParser) -> None:
-    """How the model runs (``evaluate_cell``); tolerances vs fp32 in docs/performance.md."""
-    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
-                   help="autocast precision (default auto: bf16, or fp16 without bf16, on CUDA; "
-                        "fp32 on CPU); off = fp32")
-    p.add_argument("--channels-last", action="store_true",
-                   help="weights and batches in channels_last memory format (faster convs on GPU)")
-    p.add_argument("--compile", nargs="?", const=True, default=False, metavar="BACKEND",
-                   help="run predict through torch.compile (default backend inductor)")
-
-
-def _model_kwargs(args: argparse.Namespace) -> dict:
-    return {"amp": args.amp, "channels_last": args.channels_last, "compile": args.compile}
-
-
-def _common_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", required=True, help="registered method name(s), comma-separated")
-    _model_options(p)
-    p.add_argument("--dataset", default=None,
-                   help="registered name(s), a dataset path, or 'all' (every test set present; "
-                        "the default without --protocol)")
-    p.add_argument("--protocol", default=None,
-                   help="synthetic | mvss | cat | a .yaml: its test sets, and the training data "
-                        "of checkpoints trained on the fly")
-    _data_root(p)
-    p.add_argument("--checkpoint", help="weights for a trainable method (.safetensors or .pth)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow a .pth that unpickles code (only for files you trust)")
-    p.add_argument("--config", action="append", type=_kv, default=[], metavar="KEY=VALUE",
-                   help="method option, typed as the method declares it, e.g. --config "
-                        "contour=drop (repeatable; `imlbench list methods -v` names methods)")
-    p.add_argument("--seed", type=int, default=0, help="training seed of the checkpoint to use/train")
-    p.add_argument("--recipe", help="recipe of a checkpoint trained on the fly: quick | paper | a "
-                                    ".yaml (default: quick on CPU, paper on GPU)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
-    p.add_argument("--batch-size", type=_count(1), default=8,
-                   help="images per forward pass (default 8)")
-    p.add_argument("--workers", type=_count(0), default=None,
-                   help="DataLoader workers (default: cores-1)")
-    p.add_argument("--results-dir", default="results", help="results store (default ./results)")
-    p.add_argument("--include-authentic", action="store_true",
-                   help="also score authentic images in pixel metrics (default: tampered only)")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="leave unreadable samples out (counted and listed under the leaderboard) "
-                        "instead of stopping at the first one")
-    p.add_argument("--metric", default="pixel_f1", help="metric of the printed leaderboard")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from imlbench.benchmark.evaluate import evaluate
-    from imlbench.robustness import CLEAN, parse_perturb_arg
-
-    perts = [CLEAN] + (parse_perturb_arg(args.perturb) if args.perturb else [])
-    df = evaluate(args.method, _test_sets(args), perturbations=perts, checkpoint=args.checkpoint,
-                  config=dict(args.config), trust_checkpoint=args.trust_checkpoint,
-                  device=args.device, batch_size=args.batch_size, num_workers=args.workers,
-                  results_dir=args.results_dir, seed=args.seed,
-                  include_authentic=args.include_authentic,
-                  save_predictions=args.save_predictions, progress=not args.quiet,
-                  skip_bad=args.skip_bad, protocol=args.protocol or "synthetic",
-                  recipe=args.recipe, **_model_kwargs(args))
-    return _print_outcome(df, args)
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from imlbench.benchmark.evaluate import evaluate
-    from imlbench.robustness import CLEAN, parse_perturb_arg
-
-    perts = [CLEAN] + parse_perturb_arg(args.perturb, grid=args.grid)
-    datasets = _test_sets(args)
-    if args.save_perturbed:
-        _save_perturbed(datasets, perts, Path(args.save_perturbed), args.save_perturbed_n)
-    df = evaluate(args.method, datasets, perturbations=perts, checkpoint=args.checkpoint,
-                  config=dict(args.config), trust_checkpoint=args.trust_checkpoint,
-                  device=args.device, batch_size=args.batch_size, num_workers=args.workers,
-                  results_dir=args.results_dir, seed=args.seed,
-                  include_authentic=args.include_authentic, skip_done=True,
-                  progress=not args.quiet, split="cells", skip_bad=args.skip_bad,
-                  protocol=args.protocol or "synthetic", recipe=args.recipe, **_model_kwargs(args))
-    # the sweep's table comes from the store: cells done by an earlier (interrupted) run count too
-    from imlbench.results.store import ResultStore
-
-    if args.results_dir:  # `--results-dir ''` keeps nothing: only this run's cells
-        df = ResultStore(args.results_dir).latest()
-    return _print_outcome(df, args)
-
-
-def _test_sets(args: argparse.Namespace) -> str | list[str]:
-    """``--dataset`` if given, else the protocol's test sets (all must be present), else ``all``."""
-    if args.dataset or not args.protocol:
-        return args.dataset or "all"
-    from imlbench.datasets import DatasetError
-    from imlbench.datasets.protocols import load_protocol
-
-    protocol = load_protocol(args.protocol)
-    missing = [e for e in protocol.test if e not in protocol.available_test_sets()]
-    if missing:
-        raise DatasetError(f"protocol {protocol.name!r} tests on {list(protocol.test)}, but {missing} "
-                         f"are not under the data root; see `imlbench data check {missing[0]}`")
-    return list(protocol.test)
-
-
-def _save_perturbed(dataset: str | list[str], perts, out: Path, n: int) -> None:
-    from PIL import Image
-
-    from imlbench.benchmark.evaluate import expand_datasets
-    from imlbench.datasets import resolve_dataset
-    from imlbench.datasets.base import load_image
-
-    for ds_name in expand_datasets(dataset):
-        ds = resolve_dataset(ds_name)
-        for s in ds.samples[:n]:
-            image = load_image(s.image_path)
-            for pert in perts:
-                path = out / ds.name / f"{Path(s.image_path).stem}__{pert.label().replace(':', '-')}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(pert.apply(image, s.sample_id)).save(path)
-    print(f"perturbed images written under {out}", file=sys.stderr)
-
-
-def _print_outcome(df, args) -> int:
-    from imlbench.benchmark.distributed import context
-    from imlbench.results import leaderboard
-    from imlbench.results.store import ResultStore
-
-    if not context().is_main:  # under torchrun only rank 0 reports
-        return 0
-    if args.json:
-        print(json.dumps(to_json(df), indent=2, allow_nan=True))
-        return 0
-    # the leaderboard shows every stored result for context, newest value per cell
-    full = ResultStore(args.results_dir).latest() if args.results_dir else df
-    print(leaderboard.render(full if not full.empty else df, metric=args.metric))
-    return 0
-
-
-def to_json(df) -> dict:
-    """The documented ``--json`` shape: one entry per cell (:data:`CELL_KEYS`: method, weights,
-    dataset, perturbation, severity), metrics by stable name. Every entry names its weights by
-    ``checkpoint_sha256`` (first 12 hex digits; ``None`` for training-free methods) and
-    ``seed``, so seeds stored as ``best.safetensors`` each keep their own entry."""
-    from imlbench.results.store import CELL_KEYS
-
-    out = []
-    if df.empty:
-        return {"results": out}
-    df = df.assign(severity=df["severity"].fillna("").astype(str))
-    for _, g in df.groupby(list(CELL_KEYS), sort=False, dropna=False):
-        first = g.iloc[0]
-        trained = first["checkpoint_sha"] not in ("-", "", None)
-        entry = {"method": first["method"], "checkpoint": first["checkpoint"],
-                 "checkpoint_sha256": first["checkpoint_sha"] if trained else None,
-                 "seed": int(first["seed"]) if trained and first["seed"] == first["seed"]
-                 and first["seed"] is not None else None,
-                 "dataset": first["dataset"], "perturbation": first["perturbation"],
-                 "severity": first["severity"], "n_images": int(first["n_images"])}
-        n_skipped = first.get("n_skipped", 0)
-        if n_skipped == n_skipped and n_skipped and n_skipped > 0:
-            skipped = json.loads(first.get("provenance") or "{}").get("skipped", [])
-            entry["n_skipped"] = int(n_skipped)
-            entry["skipped"] = [{"sample_id": sid, "reason": reason} for sid, reason in skipped]
-        entry["metrics"] = {m: (None if v != v else float(v)) for m, v in zip(g.metric, g.value)}
-        out.append(entry)
-    return {"results": out}
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    from imlbench.benchmark.evaluate import named_in_store
-    from imlbench.benchmark.score import score_predictions
-    from imlbench.datasets import resolve_dataset
-    from imlbench.results.store import ResultStore, cell_records, new_run_id, provenance, to_frame
-
-    store = ResultStore(args.results_dir) if args.results_dir else None
-    dataset = named_in_store(resolve_dataset(args.dataset), store)
-    res, digest = score_predictions(args.predictions, dataset, resize=args.resize,
-                                    include_authentic=args.include_authentic)
-    pred_dir = Path(args.predictions)
-    records = cell_records(
-        res.metrics, run_id=new_run_id(), method=args.name or f"maps:{pred_dir.resolve().name}",
-        checkpoint=pred_dir.name, checkpoint_sha=digest[:12], dataset=dataset.name,
-        perturbation="none", severity="", n_images=res.n_images, n_tampered=res.n_tampered,
-        device="-", provenance=provenance(predictions=str(pred_dir.resolve()), resize=args.resize,
-                                          **({"dataset_path": dataset.path} if dataset.path else {})),
-        dataset_sha=dataset.fingerprint())
-    if store is not None:
-        store.append(records)
-    return _print_outcome(to_frame(records), args)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -313,26 +96,6 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(render_report(report))
         ok &= report.ok
     return 0 if ok else 1
-
-
-def cmd_export_masks(args: argparse.Namespace) -> int:
-    from imlbench.results.export import export_masks
-
-    if not args.dataset:
-        raise UsageError("export-masks needs --dataset (a registered name or a dataset path)")
-    r = export_masks(args.method, args.dataset, args.out, n_overview=args.n_overview,
-                     device=args.device, batch_size=args.batch_size, num_workers=args.workers,
-                     checkpoint=args.checkpoint, config=dict(args.config),
-                     trust_checkpoint=args.trust_checkpoint, seed=args.seed,
-                     protocol=args.protocol or "synthetic", progress=not args.quiet,
-                     skip_bad=args.skip_bad, **_model_kwargs(args))
-    print(f"{len(r.maps)} maps (16-bit PNG) in {r.maps_dir}; score them with "
-          f"`imlbench score --predictions {r.maps_dir} --dataset {args.dataset}`")
-    if r.overview is not None:
-        print(f"overview sheet: {r.overview}")
-    for sid in r.skipped:
-        print(f"skipped (unreadable): {sid}", file=sys.stderr)
-    return 0
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -421,32 +184,32 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="one of the commands below; `imlbench COMMAND --help` for its options")
 
     p = sub.add_parser("run", help="evaluate methods on datasets and print the leaderboard")
-    _common_eval(p)
+    add_eval_arguments(p)
     p.add_argument("--perturb", help="also evaluate under perturbations, e.g. jpeg:70")
     p.add_argument("--save-predictions", metavar="DIR",
                    help="export clean maps as .npy at ground-truth size (readable by `score`)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="robustness sweep: clean + every severity; resumable")
-    _common_eval(p)
+    add_eval_arguments(p)
     p.add_argument("--perturb", default="all", help="jpeg,resize,... | all | jpeg:50,70,90 | chains")
     p.add_argument("--grid", default="default", help="severity grid: default | benco")
     p.add_argument("--save-perturbed", metavar="DIR", help="export perturbed images to look at")
-    p.add_argument("--save-perturbed-n", type=_count(1), default=3, help="images per dataset to export")
+    p.add_argument("--save-perturbed-n", type=count(1), default=3, help="images per dataset to export")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("export-masks",
                        help="prediction maps as 16-bit PNGs at original size + an overview sheet")
-    _common_eval(p)
+    add_eval_arguments(p)
     p.add_argument("--out", required=True, help="<out>/maps/<image stem>.png and <out>/overview.png")
-    p.add_argument("--n-overview", type=_count(0), default=8, help="rows of the overview sheet")
+    p.add_argument("--n-overview", type=count(0), default=8, help="rows of the overview sheet")
     p.set_defaults(func=cmd_export_masks)
 
     p = sub.add_parser("score", help="score prediction maps produced elsewhere")
     p.add_argument("--predictions", required=True, help="folder of <image stem>.npy/.png maps")
     p.add_argument("--dataset", required=True, help="registered name or dataset path")
     p.add_argument("--name", help="method label in the results (default maps:<folder>)")
-    _data_root(p)
+    add_data_root(p)
     p.add_argument("--resize", action="store_true", help="resize maps whose size differs from the mask")
     p.add_argument("--include-authentic", action="store_true",
                    help="also score authentic images in pixel metrics (default: tampered only)")
@@ -493,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser("check", help="counts and problems of a dataset; non-zero exit on problems")
     q.add_argument("dataset", nargs="?", default="all",
                    help="registered name, dataset path, or all (default: every test set present)")
-    _data_root(q)
+    add_data_root(q)
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("describe", help="parameters, FLOPs (and CPU time) of methods at their "
@@ -515,15 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(cat: balanced draws per set) and validation split")
     p.add_argument("--val-dataset", default="auto",
                    help="validation set (default: the protocol's, else synth-val)")
-    _data_root(p)
+    add_data_root(p)
     p.add_argument("--recipe", default="quick", help="quick (CPU, minutes) | paper (published, GPU)")
-    p.add_argument("--steps", type=_count(1), help="optimizer steps per stage (default: the recipe's)")
+    p.add_argument("--steps", type=count(1), help="optimizer steps per stage (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and data order (default 0)")
     p.add_argument("--stage", help="train only this stage (e.g. MPC's 1 or 2)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the run folder from its last saved step")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
-    p.add_argument("--config", action="append", type=_kv, default=[], metavar="KEY=VALUE",
+    p.add_argument("--config", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="method option, typed as the method declares it, e.g. --config "
                         "contrast_weight=0.2 (repeatable; overrides the recipe's)")
     p.add_argument("--out-dir", help="run folder (default: the checkpoint cache)")

@@ -103,7 +103,7 @@ def test_cli_config_lr_is_a_float(monkeypatch):
     seen = {}
 
     def fake_evaluate(methods, datasets, **kw):
-        seen.update(tc.method_config("ncl", kw["config"]))
+        seen.update(tc.method_config("ncl", kw["options"].config))
         raise ConfigError("stop here")
 
     monkeypatch.setattr("imlbench.benchmark.evaluate.evaluate", fake_evaluate)

@@ -15,6 +15,7 @@ import torch
 
 from imlbench.benchmark import distributed
 from imlbench.benchmark.device import check_precision, precision_dtype, resolve_device
+from imlbench.benchmark.options import EvalOptions
 from imlbench.benchmark.runner import CellResult, evaluate_cell
 from imlbench.datasets import resolve_dataset, test_set_names
 from imlbench.datasets.base import Dataset, DatasetError
@@ -86,32 +87,26 @@ def expand_datasets(spec: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all", *,
+def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all",
+             options: EvalOptions | None = None, *,
              perturbations: Sequence[PerturbationSpec] = (CLEAN,),
-             checkpoint: str | Path | None = None, config: dict | None = None,
-             trust_checkpoint: bool = False, device: str = "auto", batch_size: int = 8,
-             num_workers: int | None = None, results_dir: str | Path | None = "results",
-             skip_done: bool = False, seed: int = 0, metrics: Sequence[str] | None = None,
-             include_authentic: bool = False, save_predictions: str | Path | None = None,
-             progress: bool = True, run_id: str | None = None,
-             split: Literal["samples", "cells"] = "samples", skip_bad: bool = False,
-             protocol: str = "synthetic", recipe: str | None = None,
-             amp: bool | str = "auto", channels_last: bool = False,
-             compile: bool | str = False) -> pd.DataFrame:
+             results_dir: str | Path | None = "results", skip_done: bool = False,
+             save_predictions: str | Path | None = None, run_id: str | None = None,
+             split: Literal["samples", "cells"] = "samples", **option_overrides) -> pd.DataFrame:
     """Evaluate every (method, dataset, perturbation) cell and return the records as a DataFrame.
 
     ``methods``: registered names (comma list or sequence). ``datasets``: names, paths, or ``all``.
-    ``results_dir=None`` (or ``""``) keeps the records in memory only. ``skip_done`` skips cells already in
-    the store (resumable sweeps). ``protocol`` names the training data of checkpoints that
-    trainable methods find or train on the fly, ``recipe`` (a name or a YAML path) how they are
-    trained (default: the device's, ``quick`` on CPU). ``skip_bad`` leaves unreadable samples out (recorded as
-    ``n_skipped`` and listed in the provenance) instead of failing. ``save_predictions`` exports the clean maps of each
-    (method, dataset) as ``<dir>/<method>/<dataset>/<image stem>.npy``.
+    ``options``: which weights and how cells run (:class:`EvalOptions`; its fields may also be
+    given as keywords, which replace those of ``options``: ``evaluate("ela", "all",
+    device="cpu")``). ``protocol`` names the training data of checkpoints that trainable
+    methods find or train on the fly, ``recipe`` how they are trained; ``skip_bad`` leaves
+    unreadable samples out (recorded as ``n_skipped`` and listed in the provenance) instead of
+    failing; ``amp``, ``channels_last`` and ``compile`` say how the model runs (the autocast
+    dtype used is recorded in each record's provenance, ``amp``: bf16 | fp16 | fp32).
 
-    ``amp`` (``auto`` | ``bf16`` | ``fp16`` | ``off``), ``channels_last`` and ``compile``
-    (``True`` or a ``torch.compile`` backend) say how the model runs (see
-    :func:`~imlbench.benchmark.runner.evaluate_cell`); the autocast dtype used is recorded in
-    each record's provenance (``amp``: bf16 | fp16 | fp32).
+    ``results_dir=None`` (or ``""``) keeps the records in memory only. ``skip_done`` skips cells
+    already in the store (resumable sweeps). ``save_predictions`` exports the clean maps of each
+    (method, dataset) as ``<dir>/<method>/<dataset>/<image stem>.npy``.
 
     Under ``torchrun``, ``split="samples"`` shards each cell's images over the ranks and merges
     their metric states exactly (rank 0 writes); ``split="cells"`` (sweeps) gives whole cells to
@@ -120,7 +115,8 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
     """
     method_names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     ctx = distributed.context()
-    device = distributed.device_for(ctx, device)
+    options = EvalOptions.with_overrides(options, option_overrides)
+    options = options.replace(device=distributed.device_for(ctx, options.device))
     dataset_names = expand_datasets(datasets)
     store = ResultStore(results_dir) if results_dir else None  # "" as None: `--results-dir ''`
     done = store.done_cells() if (store is not None and skip_done) else set()
@@ -132,14 +128,13 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
         raise DatasetError("no dataset to evaluate: `--dataset all` found no registered test set with "
                          "data present; build the synthetic one with `imlbench data synth`")
     run_id = ctx.broadcast(run_id or new_run_id())
-    dev = str(resolve_device(device))
-    run_as = _run_as(resolve_device(device), amp, channels_last, compile)
+    dev = str(resolve_device(options.device))
+    run_as = _run_as(resolve_device(options.device), options.amp, options.channels_last,
+                     options.compile)
     written: list[ResultRecord] = []
     cell_index = 0
     for name in method_names:
-        m = _main_first(ctx, lambda: load(name, checkpoint=checkpoint, config=config,
-                                          trust_checkpoint=trust_checkpoint, device=device,
-                                          seed=seed, protocol=protocol, recipe=recipe))
+        m = _main_first(ctx, lambda: load(name, **options.load_kwargs()))
         for ds_name in dataset_names:
             dataset = datasets_by_name[ds_name]
             for pert in perturbations:
@@ -154,12 +149,10 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                 export = None
                 if save_predictions is not None and pert == CLEAN:
                     export = Path(save_predictions) / _safe(m.label) / _safe(dataset.name)
-                res = evaluate_cell(m.module, dataset, perturbation=pert, device=device,
-                                    batch_size=batch_size, num_workers=num_workers,
-                                    metrics=metrics, include_authentic=include_authentic,
-                                    progress=progress and ctx.is_main, save_predictions=export,
-                                    samples=shard, skip_bad=skip_bad, amp=amp,
-                                    channels_last=channels_last, compile=compile)
+                res = evaluate_cell(m.module, dataset, perturbation=pert,
+                                    **{**options.cell_kwargs(),
+                                       "progress": options.progress and ctx.is_main},
+                                    save_predictions=export, samples=shard)
                 if split == "samples" and ctx.enabled:
                     suite = ctx.merge_suite(res.suite)
                     res = CellResult(suite.compute(), suite.n_images, suite.n_tampered, suite,
@@ -168,18 +161,19 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
                         continue  # one writer per cell
                 skipped = sorted((b.sample_id, b.reason) for b in res.skipped)
                 where = {"dataset_path": dataset.path} if dataset.path else {}
-                prov = provenance(config=m.config, include_authentic=include_authentic, **run_as,
+                prov = provenance(config=m.config, include_authentic=options.include_authentic,
+                                  **run_as,
                                   world_size=ctx.world_size, skipped=skipped, **where)
                 records = cell_records(
                     res.metrics, run_id=run_id, method=m.label, checkpoint=m.checkpoint,
                     checkpoint_sha=m.checkpoint_sha, dataset=dataset.name, perturbation=pert.name,
                     severity=pert.severity, n_images=res.n_images, n_tampered=res.n_tampered,
-                    seed=seed, device=dev, n_skipped=len(skipped), provenance=prov,
+                    seed=options.seed, device=dev, n_skipped=len(skipped), provenance=prov,
                     dataset_sha=dataset.fingerprint())
                 if store is not None:
                     store.append(records)
                 written.extend(records)
-                if progress:
+                if options.progress:
                     _report_cell(m.label, dataset.name, pert, res.metrics)
     ctx.barrier()  # every cell is in the store before rank 0 renders the leaderboard
     return to_frame(written)
@@ -234,4 +228,4 @@ def _report_cell(method: str, dataset: str, pert: PerturbationSpec, metrics: dic
     print(f"[imlbench] {method} on {dataset} ({pert.label()}): {json.dumps(short)}", file=sys.stderr)
 
 
-__all__ = ["evaluate", "load", "method_label", "expand_datasets", "LoadedMethod"]
+__all__ = ["evaluate", "load", "method_label", "expand_datasets", "EvalOptions", "LoadedMethod"]

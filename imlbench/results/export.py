@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from imlbench.benchmark.evaluate import LoadedMethod, load
+from imlbench.benchmark.options import EvalOptions
 from imlbench.benchmark.runner import evaluate_cell, prediction_names
 from imlbench.benchmark.score import MAP_SUFFIXES
 from imlbench.datasets import resolve_dataset
@@ -74,26 +75,22 @@ def encode_probability(prob: np.ndarray) -> np.ndarray:
 
 
 def export_masks(method: str | LoadedMethod | Method, dataset: str | Path | Dataset,
-                 out_dir: str | Path, *,
-                 n_overview: int = 8, device: str = "auto", batch_size: int = 8,
-                 num_workers: int | None = None, checkpoint: str | Path | None = None,
-                 config: dict | None = None, trust_checkpoint: bool = False, seed: int = 0,
-                 protocol: str = "synthetic", progress: bool = True,
-                 skip_bad: bool = False, amp: bool | str = True, channels_last: bool = False,
-                 compile: bool | str = False) -> ExportResult:
+                 out_dir: str | Path, options: EvalOptions | None = None, *,
+                 n_overview: int = 8, **option_overrides) -> ExportResult:
     """Predict ``dataset`` with ``method`` and write its maps and overview under ``out_dir``.
 
-    ``method``: a registered name (loaded as ``imlbench run`` loads it: ``checkpoint``,
-    ``config``, ``seed``, ``protocol`` apply), a :class:`~imlbench.benchmark.evaluate.LoadedMethod`,
+    ``method``: a registered name (loaded as ``imlbench run`` loads it, with ``options``:
+    :class:`~imlbench.benchmark.options.EvalOptions`, whose fields may also be given as
+    keywords), a :class:`~imlbench.benchmark.evaluate.LoadedMethod`,
     or a :class:`~imlbench.methods.base.Method` instance. ``dataset``: a registered name, a
     path, or a :class:`Dataset`. ``out_dir/maps`` may already hold an earlier export of the
     same dataset (its files are replaced), but no other maps: ``imlbench score`` would read them.
     ``n_overview=0`` skips the sheet. ``skip_bad``: samples whose files cannot be read get no
     map and are listed in ``ExportResult.skipped`` (``score`` then reports them missing).
     """
+    options = EvalOptions.with_overrides(options, option_overrides)
     if isinstance(method, str):
-        method = load(method, checkpoint=checkpoint, config=config, trust_checkpoint=trust_checkpoint,
-                      device=device, seed=seed, protocol=protocol)
+        method = load(method, **options.load_kwargs())
     label = method.label if isinstance(method, LoadedMethod) else type(method).__name__
     module = method.module if isinstance(method, LoadedMethod) else method
     dataset = dataset if isinstance(dataset, Dataset) else resolve_dataset(dataset)
@@ -104,10 +101,7 @@ def export_masks(method: str | LoadedMethod | Method, dataset: str | Path | Data
     maps_dir.mkdir(parents=True, exist_ok=True)
     npy_dir = Path(tempfile.mkdtemp(prefix=".npy-", dir=out_dir))
     try:
-        cell = evaluate_cell(module, dataset, device=device, batch_size=batch_size,
-                             num_workers=num_workers, progress=progress, save_predictions=npy_dir,
-                             skip_bad=skip_bad, amp=amp, channels_last=channels_last,
-                             compile=compile)
+        cell = evaluate_cell(module, dataset, **options.cell_kwargs(), save_predictions=npy_dir)
         written = [stem for stem in stems if (npy_dir / f"{stem}.npy").is_file()]
         maps = []
         for stem in written:
