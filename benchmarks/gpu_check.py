@@ -190,8 +190,8 @@ def variants(dev: torch.device, dry: bool, with_compile: bool) -> list[Variant]:
 
 def bare_rate(method, batches: list[torch.Tensor], extras: list[dict] | None, dev: torch.device,
               v: Variant, predict: Callable) -> tuple[float, torch.Tensor]:
-    """images/s of ``predict`` over ``batches`` already on the device (2 warm-up batches, which
-    also compile), and the first batch's maps."""
+    """images/s of ``predict`` over ``batches`` already on the device (after 2 warm-up batches,
+    which also compile; passes repeated to fill 0.5 s), and the first batch's maps."""
     from imlbench.benchmark.device import autocast
 
     xs = [b.contiguous(memory_format=torch.channels_last) if v.channels_last else b for b in batches]
@@ -200,11 +200,15 @@ def bare_rate(method, batches: list[torch.Tensor], extras: list[dict] | None, de
         first = predict(xs[0], **kw[0]).mask_prob.float().clone()
         predict(xs[1 % len(xs)], **kw[1 % len(xs)])
         sync(dev)
-        t0 = time.perf_counter()
-        for x, k in zip(xs, kw):
-            predict(x, **k)
-        sync(dev)
-    return sum(len(x) for x in xs) / (time.perf_counter() - t0), first
+        images, t0 = 0, time.perf_counter()
+        while True:  # whole passes over the batches until at least half a second has gone by
+            for x, k in zip(xs, kw):
+                predict(x, **k)
+                images += len(x)
+            sync(dev)
+            if time.perf_counter() - t0 >= 0.5 or images >= 20 * sum(len(x) for x in xs):
+                break
+    return images / (time.perf_counter() - t0), first
 
 
 def measure_method(name: str, build: Callable[[], Any], data, dev: torch.device, batch: int,
