@@ -17,6 +17,7 @@ from typing import Sequence
 from imlbench.cli_eval import (add_data_root, add_eval_arguments, cmd_export_masks, cmd_run,
                                cmd_score, cmd_sweep, count, key_value, to_json)
 from imlbench.errors import ImlbenchError, UsageError
+from imlbench.metrics.suite import PRIMARY_METRIC
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub downloads, ever: weights come from local files
 
@@ -215,14 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score authentic images in pixel metrics (default: tampered only)")
     p.add_argument("--results-dir", default="results",
                    help="results store to append to (default ./results; '' keeps nothing)")
-    p.add_argument("--metric", default="pixel_f1", help="metric of the printed leaderboard")
+    p.add_argument("--metric", default=PRIMARY_METRIC, help="metric of the printed leaderboard")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead")
     p.add_argument("--quiet", action="store_true", help="accepted for symmetry with run")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("leaderboard", help="render the results store (markdown/CSV)")
     p.add_argument("--results-dir", default="results", help="results store (default ./results)")
-    p.add_argument("--metric", default="pixel_f1",
+    p.add_argument("--metric", default=PRIMARY_METRIC,
                    help="metric of the summary and robustness tables (default pixel_f1)")
     p.add_argument("--method", help="only these methods (comma list)")
     p.add_argument("--dataset", help="only these datasets (comma list)")
@@ -234,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="robustness curves (PNG) from the results store")
     p.add_argument("--results-dir", default="results", help="results store (default ./results)")
-    p.add_argument("--metric", default="pixel_f1", help="metric on the y axis (default pixel_f1)")
+    p.add_argument("--metric", default=PRIMARY_METRIC, help="metric on the y axis (default pixel_f1)")
     p.add_argument("--method", help="only these methods (comma list)")
     p.add_argument("--out", default="results/plots",
                    help="folder of the PNGs (default results/plots)")

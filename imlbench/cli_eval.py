@@ -13,6 +13,7 @@ from pathlib import Path
 
 from imlbench.benchmark.options import EvalOptions, command_line_fields
 from imlbench.errors import UsageError
+from imlbench.metrics.suite import PRIMARY_METRIC
 from imlbench.typed_config import CommandLineValue
 
 
@@ -65,7 +66,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f.metadata["flag"], dest=f.name, default=getattr(defaults, f.name),
                        help=f.metadata["help"], **kwargs)
     p.add_argument("--results-dir", default="results", help="results store (default ./results)")
-    p.add_argument("--metric", default="pixel_f1", help="metric of the printed leaderboard")
+    p.add_argument("--metric", default=PRIMARY_METRIC, help="metric of the printed leaderboard")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -55,3 +55,16 @@ def test_keywords_replace_fields_and_an_unknown_one_names_the_known(monkeypatch)
     assert seen["batch_size"] == 5 and seen["num_workers"] == 0 and seen["device"] == "cpu"
     with pytest.raises(TypeError, match="unknown evaluation options \\['batchsize'\\].*batch_size"):
         evaluate("ela", "synth-splice", results_dir=None, batchsize=4)
+
+
+def test_every_metric_named_by_the_tool_is_one_of_the_metric_names():
+    from imlbench.metrics.suite import (LEADERBOARD_METRICS, METRIC_NAMES, PRIMARY_METRIC,
+                                        REPORTED_METRICS)
+    from imlbench.results.leaderboard import DEFAULT_METRICS
+
+    assert DEFAULT_METRICS is LEADERBOARD_METRICS
+    assert {PRIMARY_METRIC, *LEADERBOARD_METRICS, *REPORTED_METRICS} <= set(METRIC_NAMES)
+    parser = build_parser()
+    for command in ("run", "sweep", "leaderboard", "plot"):
+        extra = ["--method", "ela"] if command in ("run", "sweep") else []
+        assert parser.parse_args([command, *extra]).metric == PRIMARY_METRIC

@@ -21,8 +21,9 @@ from imlbench.datasets import resolve_dataset, test_set_names
 from imlbench.datasets.base import Dataset, DatasetError
 from imlbench.errors import UsageError
 from imlbench.methods.base import Method
+from imlbench.metrics.suite import REPORTED_METRICS
 from imlbench.registry import DATASETS, METHODS
-from imlbench.results.store import (ResultRecord, ResultStore, cell_records, new_run_id,
+from imlbench.results.store import (CellKey, ResultRecord, ResultStore, cell_records, new_run_id,
                                     provenance, to_frame)
 from imlbench.robustness import CLEAN, PerturbationSpec
 from imlbench.typed_config import method_config
@@ -138,7 +139,7 @@ def evaluate(methods: str | Sequence[str], datasets: str | Sequence[str] = "all"
         for ds_name in dataset_names:
             dataset = datasets_by_name[ds_name]
             for pert in perturbations:
-                key = (m.label, m.checkpoint_sha, dataset.name, pert.name, pert.severity)
+                key = CellKey(m.label, m.checkpoint_sha, dataset.name, pert.name, pert.severity)
                 # records written before fingerprints existed ("") count as this version
                 if (*key, dataset.fingerprint()) in done or (*key, "") in done:
                     continue
@@ -224,7 +225,7 @@ def _safe(label: str) -> str:
 
 
 def _report_cell(method: str, dataset: str, pert: PerturbationSpec, metrics: dict) -> None:
-    short = {k: round(v, 4) for k, v in metrics.items() if k in ("pixel_f1", "pixel_auc", "image_auc")}
+    short = {k: round(v, 4) for k, v in metrics.items() if k in REPORTED_METRICS}
     print(f"[imlbench] {method} on {dataset} ({pert.label()}): {json.dumps(short)}", file=sys.stderr)
 
 

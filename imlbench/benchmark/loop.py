@@ -31,6 +31,7 @@ from imlbench.datasets.base import Dataset
 from imlbench.datasets.protocols import Sampling
 from imlbench.errors import MethodContractError, TrainingDivergedError
 from imlbench.methods.base import InputPolicy, Method
+from imlbench.metrics.suite import PRIMARY_METRIC
 from imlbench.progress import progress_bar
 from imlbench.seeding import stable_seed
 
@@ -250,7 +251,7 @@ class TrainingLoop:
     def _validate(self, stage: str, rcp: Recipe, final: bool) -> None:
         """Evaluate on the validation split; in the final stage keep the best weights."""
         assert self.val_ds is not None
-        metrics = list(dict.fromkeys([rcp.val_metric, "pixel_f1", "pixel_auc"]))
+        metrics = list(dict.fromkeys([rcp.val_metric, PRIMARY_METRIC, "pixel_auc"]))
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # validation must not move the training RNG
             val = evaluate_method(self.model, self.val_ds, device=self.device,

@@ -17,6 +17,7 @@ import torch
 from imlbench import typed_config
 from imlbench.benchmark.device import resolve_device
 from imlbench.errors import ConfigError
+from imlbench.metrics.suite import PRIMARY_METRIC
 from imlbench.registry import METHODS
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "configs" / "recipes"
@@ -45,7 +46,7 @@ class Recipe:
     CPU), ``false`` = ``off``, or a dtype (:data:`imlbench.benchmark.device.PRECISIONS`)."""
     val_every: int = 0
     """Validate every N steps (0: only at the end of the last stage)."""
-    val_metric: str = "pixel_f1"
+    val_metric: str = PRIMARY_METRIC
     val_mode: Literal["max", "min"] = "max"
     val_max_images: int | None = None
     """Validate on this many evenly spaced validation images (``None``: all)."""

@@ -15,6 +15,13 @@ METRIC_NAMES: list[str] = [
     "pixel_auc_pooled", "pixel_fpr_authentic", "image_auc", "image_bacc", "image_f1",
 ]
 """The built-in metric names, in leaderboard order (stable: records and ``--json`` use them)."""
+PRIMARY_METRIC = "pixel_f1"
+"""The metric of the printed leaderboard, the plots and (by default) checkpoint selection."""
+LEADERBOARD_METRICS: tuple[str, ...] = ("pixel_f1", "pixel_f1_best", "pixel_iou", "pixel_auc",
+                                        "pixel_fpr_authentic", "image_auc", "image_bacc")
+"""The columns of the leaderboard's per-dataset tables (a subset of :data:`METRIC_NAMES`)."""
+REPORTED_METRICS: tuple[str, ...] = ("pixel_f1", "pixel_auc", "image_auc")
+"""The few a progress line or a validation reports."""
 
 _COUNTS = ("n_images", "n_tampered")
 

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from imlbench.metrics.suite import LEADERBOARD_METRICS, PRIMARY_METRIC
 from imlbench.results.robustness_summary import CLEAN, RETAINED_MIN_CLEAN, robustness_summary
 from imlbench.results.store import CELL_KEYS
 
-DEFAULT_METRICS = ("pixel_f1", "pixel_f1_best", "pixel_iou", "pixel_auc", "pixel_fpr_authentic",
-                   "image_auc", "image_bacc")
+DEFAULT_METRICS = LEADERBOARD_METRICS
 
 
 def severity_key(sev: str) -> tuple:
@@ -52,7 +52,7 @@ def fmt(mean: float, std: float, n: int, digits: int = 3) -> str:
     return f"{mean:.{digits}f}"
 
 
-def clean_table(df: pd.DataFrame, metric: str = "pixel_f1") -> pd.DataFrame:
+def clean_table(df: pd.DataFrame, metric: str = PRIMARY_METRIC) -> pd.DataFrame:
     """Methods × datasets for one metric on clean cells, with the mean over datasets."""
     d = df[(df.perturbation == CLEAN) & (df.metric == metric)]
     if d.empty:
@@ -81,7 +81,7 @@ def dataset_table(df: pd.DataFrame, dataset: str,
     return shown.reset_index()
 
 
-def robustness_table(df: pd.DataFrame, perturbation: str, metric: str = "pixel_f1") -> pd.DataFrame:
+def robustness_table(df: pd.DataFrame, perturbation: str, metric: str = PRIMARY_METRIC) -> pd.DataFrame:
     """(method, dataset) × severities of one perturbation, the clean value first."""
     d = df[(df.metric == metric) & df.perturbation.isin([CLEAN, perturbation])]
     pairs = d[d.perturbation == perturbation][["method", "dataset"]].drop_duplicates()
@@ -96,7 +96,7 @@ def robustness_table(df: pd.DataFrame, perturbation: str, metric: str = "pixel_f
     return shown.reset_index()
 
 
-def summary_table(df: pd.DataFrame, metric: str = "pixel_f1") -> pd.DataFrame:
+def summary_table(df: pd.DataFrame, metric: str = PRIMARY_METRIC) -> pd.DataFrame:
     """Per (method, dataset, perturbation): clean value, mean and worst fraction retained."""
     s = robustness_summary(df, metric)
     return pd.DataFrame({
@@ -117,7 +117,7 @@ def to_markdown(table: pd.DataFrame) -> str:
                     disable_numparse=True)
 
 
-def render(df: pd.DataFrame, metric: str = "pixel_f1", metrics: Sequence[str] = DEFAULT_METRICS,
+def render(df: pd.DataFrame, metric: str = PRIMARY_METRIC, metrics: Sequence[str] = DEFAULT_METRICS,
            robustness: bool = True) -> str:
     """The full markdown leaderboard: summary, per-dataset detail, robustness tables."""
     if df.empty:
