@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import nn
+
+ConfigT = TypeVar("ConfigT")
 
 from imlbench.errors import CheckpointError, MethodContractError
 
@@ -155,3 +157,16 @@ class Method(nn.Module):
         ``label long [B]``.
         """
         raise NotImplementedError(f"{type(self).__name__} is not trainable")
+
+
+def build_config(method: str, config_class: type[ConfigT], options: dict[str, Any]) -> ConfigT:
+    """``config_class(**options)`` for method ``method``; an unknown option is refused with the
+    method's options listed (the CLI checks types first; this guards the Python API too)."""
+    from dataclasses import fields
+
+    from imlbench.errors import UnknownOptionError
+
+    names = {f.name for f in fields(config_class)}
+    if unknown := sorted(set(options) - names):
+        raise UnknownOptionError(f"{method}: unknown option(s) {unknown}; options are {sorted(names)}")
+    return config_class(**options)

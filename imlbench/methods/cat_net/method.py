@@ -9,7 +9,6 @@ streams see that re-encode.
 """
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imlbench.datasets.jpeg_dct import JPEG_DCT, file_inputs
-from imlbench.methods.base import InputPolicy, Method, Prediction
+from imlbench.methods.base import InputPolicy, Method, Prediction, build_config
 from imlbench.methods.cat_net.model import CATNet, CatNetConfig, dct_volume
 from imlbench.registry import METHODS
 
@@ -47,10 +46,7 @@ class CatNet(Method):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        names = {f.name for f in fields(CatNetConfig)}
-        if unknown := sorted(set(kwargs) - names):
-            raise TypeError(f"cat_net: unknown option(s) {unknown}; options are {sorted(names)}")
-        self.config = CatNetConfig(**kwargs)
+        self.config = build_config("cat_net", CatNetConfig, kwargs)
         self.net = CATNet(self.config)
         self.register_buffer("class_weights", torch.tensor(CLASS_WEIGHTS), persistent=False)
 

@@ -6,7 +6,7 @@ bilinearly (align_corners=False) from 1/4 to the canvas, cropped to the image; n
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imlbench.errors import ConfigError, UnknownOptionError, UsageError
-from imlbench.methods.base import InputPolicy, Method, Prediction
+from imlbench.errors import ConfigError, UsageError
+from imlbench.methods.base import InputPolicy, Method, Prediction, build_config
 from imlbench.methods.iml_vit.decoder import HeadNorm, PredictHead, SimpleFeaturePyramid
 from imlbench.methods.iml_vit.keymap import official_to_ours, read_mae_encoder
 from imlbench.methods.iml_vit.losses import edge_band, iml_vit_loss
@@ -112,10 +112,7 @@ class IMLViT(Method):
 
     def __init__(self, **kwargs: Any):
         super().__init__()
-        names = {f.name for f in fields(IMLViTConfig)}
-        if unknown := sorted(set(kwargs) - names):
-            raise UnknownOptionError(f"iml_vit: unknown option(s) {unknown}; options are {sorted(names)}")
-        cfg = self.config = IMLViTConfig(**kwargs)
+        cfg = self.config = build_config("iml_vit", IMLViTConfig, kwargs)
         self.input_policy = InputPolicy(  # type: ignore[misc]  (per instance: the canvas size)
             "canvas", cfg.canvas, pad_value=PAD_VALUE, oversize=cfg.oversize,
             kernel=cfg.oversize_kernel)

@@ -30,7 +30,7 @@ Official weights: ``imlbench run --method mpc --checkpoint MPC_CATNet_stage2_wei
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imlbench.errors import CheckpointError, ConfigError, UnknownOptionError
-from imlbench.methods.base import InputPolicy, Method, Prediction
+from imlbench.errors import CheckpointError, ConfigError
+from imlbench.methods.base import InputPolicy, Method, Prediction, build_config
 from imlbench.methods.mpc.hrformer import HRFORMER_PRESETS, HRFormer
 from imlbench.methods.mpc.keymap import encoder_init_state, official_to_ours
 from imlbench.methods.mpc.losses import (TERMS, ContrastSettings, LossForm, image_contrast_loss,
@@ -137,10 +137,7 @@ class MPC(Method):
 
     def __init__(self, **kwargs: Any):
         super().__init__()
-        names = {f.name for f in fields(MPCConfig)}
-        if unknown := sorted(set(kwargs) - names):
-            raise UnknownOptionError(f"mpc: unknown option(s) {unknown}; options are {sorted(names)}")
-        cfg = self.config = MPCConfig(**kwargs)
+        cfg = self.config = build_config("mpc", MPCConfig, kwargs)
         # Per-instance: the input size and the stage list follow the config.
         self.input_policy = InputPolicy("resize", cfg.input_size, kernel=cfg.kernel,  # type: ignore[misc]
                                         output_kernel=cfg.output_kernel)

@@ -12,15 +12,15 @@ stored map at the original size. Both are reproduced by default (``quantize_8bit
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from imlbench.errors import CheckpointError, ConfigError, UnknownOptionError
-from imlbench.methods.base import InputPolicy, Method, Prediction
+from imlbench.errors import CheckpointError, ConfigError
+from imlbench.methods.base import InputPolicy, Method, Prediction, build_config
 from imlbench.methods.mvss_net.keymap import official_to_ours, unwrap_released
 from imlbench.methods.mvss_net.losses import LossSettings, mvss_losses
 from imlbench.methods.mvss_net.network import MVSSNetwork
@@ -126,11 +126,7 @@ class MVSSNet(Method):
 
     def __init__(self, **kwargs: Any):
         super().__init__()
-        names = {f.name for f in fields(MVSSNetConfig)}
-        if unknown := sorted(set(kwargs) - names):
-            raise UnknownOptionError(f"mvss_net: unknown option(s) {unknown}; "
-                                     f"options are {sorted(names)}")
-        cfg = self.config = MVSSNetConfig(**kwargs)
+        cfg = self.config = build_config("mvss_net", MVSSNetConfig, kwargs)
         self.input_policy = InputPolicy(  # type: ignore[misc]  (per instance: follows input_size)
             "resize", cfg.input_size, kernel="cv2_linear",
             # the official 8-bit map is resized back as uint8 (inference.py:87)

@@ -1,7 +1,7 @@
 """The ``pscc_net`` method: HRNet features → progressive SCCM masks + detection head."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from imlbench.errors import ConfigError, UnknownOptionError
-from imlbench.methods.base import InputPolicy, Method, Prediction
+from imlbench.errors import ConfigError
+from imlbench.methods.base import InputPolicy, Method, Prediction, build_config
 from imlbench.methods.pscc_net.heads import DetectionHead, ProgressiveMaskHead
 from imlbench.methods.pscc_net.hrnet import HRNet, HRNetSpec
 from imlbench.methods.pscc_net.keymap import find_official_files, from_official
@@ -80,11 +80,7 @@ class PSCCNet(Method):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        names = {f.name for f in fields(PSCCNetConfig)}
-        if unknown := sorted(set(kwargs) - names):
-            raise UnknownOptionError(f"pscc_net: unknown option(s) {unknown}; "
-                                     f"options are {sorted(names)}")
-        cfg = self.config = PSCCNetConfig(**kwargs)
+        cfg = self.config = build_config("pscc_net", PSCCNetConfig, kwargs)
         self.backbone = HRNet(cfg.hrnet)
         self.backbone.init_official()
         self.localizer = ProgressiveMaskHead(cfg.widths, cfg.grid, cfg.mask_hidden)

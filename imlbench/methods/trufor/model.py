@@ -19,7 +19,7 @@ loader gives it):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imlbench.errors import CheckpointError, ConfigError, ImlbenchError, UnknownOptionError
-from imlbench.methods.base import InputPolicy, Method, Prediction
+from imlbench.errors import CheckpointError, ConfigError, ImlbenchError
+from imlbench.methods.base import InputPolicy, Method, Prediction, build_config
 from imlbench.methods.trufor import losses
 from imlbench.methods.trufor.fusion import DualEncoder
 from imlbench.methods.trufor.mit import MiTSpec, init_transformer_weights
@@ -169,10 +169,7 @@ class TruFor(Method):
 
     def __init__(self, **kwargs: Any):
         super().__init__()
-        names = {f.name for f in fields(TruForConfig)}
-        if unknown := sorted(set(kwargs) - names):
-            raise UnknownOptionError(f"trufor: unknown option(s) {unknown}; options are {sorted(names)}")
-        cfg = self.config = TruForConfig(**kwargs)
+        cfg = self.config = build_config("trufor", TruForConfig, kwargs)
         self.stages = cfg.phases  # type: ignore[misc]
         spec = cfg.mit
         self.min_side = spec.min_input_side()
