@@ -63,7 +63,7 @@ def load(name: str, *, checkpoint: str | Path | None = None, config: dict | None
     ``"1e-3"`` → 0.001 for a float option)."""
     cls = METHODS.get(name)
     config = method_config(name, config)
-    config = {**getattr(cls, "labelled_defaults", {}), **config}  # NCL.labelled_defaults: why
+    config = {**cls.labelled_defaults, **config}  # NCL.labelled_defaults: why
     if not getattr(cls, "trainable", False):
         if checkpoint is not None:
             raise UsageError(f"method {name!r} is training-free; --checkpoint does not apply")

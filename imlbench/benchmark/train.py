@@ -78,7 +78,7 @@ def train(method: str, *, dataset: str | Dataset | Protocol = "synth-train",
     train_ds, val_ds = source.train, source.val
     method_config = typed_config.method_config(method, method_config)  # "1e-3" -> 0.001
     # options whose default changed are always part of the identity (NCL.labelled_defaults)
-    method_config = {**getattr(cls, "labelled_defaults", {}), **(method_config or {})}
+    method_config = {**cls.labelled_defaults, **(method_config or {})}
     config = {**rcp.method, **method_config}
     seed_everything(seed)
     model: Method = METHODS.build(method, **config).to(dev)

@@ -109,6 +109,10 @@ class Method(nn.Module):
     """Test-only sanity methods (oracles) get the masks; the runner passes them to no one else."""
     reference: ClassVar[str] = ""
     """Paper the method implements (shown by ``imlbench list methods -v``)."""
+    labelled_defaults: ClassVar[dict[str, object]] = {}
+    """Options whose default changed after results were published (NCL's ``pivot``, MPC's
+    ``kernel``): always written into the method's label, config identity and checkpoint
+    lookup, so records and checkpoints made under the old default never pass for the new one."""
     weight_init_options: ClassVar[dict[str, object]] = {"pretrained_path": None}
     """Options that only choose the *initial* weights (an ImageNet file), with the value they
     take when a checkpoint is loaded: the checkpoint replaces those weights, so rebuilding a

@@ -134,6 +134,9 @@ class MPC(Method):
                  "Forgery Localization, IEEE TIFS 2025 (github.com/multimediaFor/MPC)")
     input_policy = InputPolicy("resize", 512)
     stages = ("1", "2")
+    labelled_defaults = {"kernel": MPCConfig.kernel}
+    """Records and checkpoints made before 2026-12-01 used torch resampling (``bilinear_aa``):
+    the label says which kernel an ``mpc`` result was made with (``mpc[kernel=cv2_linear]``)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__()
