@@ -37,3 +37,9 @@ def make_folder_dataset(root: Path, n_tampered: int = 3, n_authentic: int = 2,
         Image.fromarray(img).save(ipath)
         samples.append(Sample(stem, ipath, mpath, label, "test"))
     return Dataset("tiny", lambda: samples)
+
+
+def config_args(config: dict) -> list[str]:
+    """``--config key=value`` CLI arguments for a method config (tuples written as YAML lists)."""
+    return [arg for key, value in config.items()
+            for arg in ("--config", f"{key}={list(value) if isinstance(value, tuple) else value}")]

@@ -95,14 +95,14 @@ def test_released_container_is_refused_untrusted_and_loads_trusted(tmp_path):
 
 def test_released_container_runs_through_the_cli(tmp_path, capsys):
     from imlbench.cli import main
-    from tests.helpers import make_folder_dataset
+    from tests.helpers import config_args, make_folder_dataset
 
     path = released_file(tmp_path / "CAT_full_v2.pth.tar", tiny())
     make_folder_dataset(tmp_path / "data", n_tampered=1, n_authentic=1, sizes=((37, 45),))
     args = ["run", "--method", "cat_net", "--checkpoint", str(path), "--dataset",
             str(tmp_path / "data"), "--results-dir", str(tmp_path / "res"), "--workers", "0",
             "--quiet", "--device", "cpu"]
-    args += [a for k, v in TINY.items() for a in ("--config", f"{k}={list(v) if isinstance(v, tuple) else v}")]
+    args += config_args(TINY)
     assert main(args) == 2
     assert "--trust-checkpoint" in capsys.readouterr().err
     assert main(args + ["--trust-checkpoint"]) == 0

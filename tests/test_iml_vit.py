@@ -23,7 +23,7 @@ from imlbench.methods.iml_vit.losses import edge_band, iml_vit_loss
 from imlbench.methods.iml_vit.vit import Attention, from_windows, to_windows
 from imlbench.registry import METHODS
 from imlbench.weights import UntrustedCheckpointError
-from tests.helpers import make_folder_dataset
+from tests.helpers import config_args, make_folder_dataset
 
 MANIFEST = Path(__file__).parent / "reference" / "zoo" / "iml_vit.json"
 """Names, shapes and dtypes of the official ``iml_vit_model().state_dict()`` (212 entries)."""
@@ -101,8 +101,7 @@ def test_released_file_runs_through_the_cli(tmp_path, capsys) -> None:
     path = tmp_path / "iml-vit_checkpoint.pth"
     torch.save(official, path)
     make_folder_dataset(tmp_path / "tiny", sizes=((24, 32), (70, 50)))  # 70 > the 64 canvas
-    config = [arg for k, v in IMLViT.tiny_config().items()
-              for arg in ("--config", f"{k}={list(v) if isinstance(v, tuple) else v}")]
+    config = config_args(IMLViT.tiny_config())
     capsys.readouterr()
     assert main(["run", "--method", "iml_vit", "--checkpoint", str(path), *config, "--dataset",
                  str(tmp_path / "tiny"), "--results-dir", str(tmp_path / "res"), "--workers", "0",

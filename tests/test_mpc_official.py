@@ -11,7 +11,7 @@ from imlbench.cli import main
 from imlbench.errors import CheckpointError
 from imlbench.methods.mpc import MPC, keymap
 from imlbench.registry import METHODS
-from tests.helpers import make_folder_dataset
+from tests.helpers import config_args, make_folder_dataset
 
 TINY = MPC.tiny_config()
 
@@ -41,7 +41,7 @@ def test_official_stage2_file_through_the_cli(tmp_path, capsys):
     code = main(["run", "--method", "mpc", "--checkpoint", str(path), "--dataset",
                  str(data.samples[0].image_path.parent.parent), "--quiet", "--json",
                  "--results-dir", str(tmp_path / "results"), "--workers", "0",
-                 *[f"--config={k}={list(v) if isinstance(v, tuple) else v}" for k, v in TINY.items()]])
+                 *config_args(TINY)])
     assert code == 0
     assert '"pixel_auc"' in capsys.readouterr().out
 

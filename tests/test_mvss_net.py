@@ -110,7 +110,7 @@ def test_a_released_file_loads_strictly_with_every_tensor(tmp_path):
 
 def test_a_released_file_runs_through_the_cli(tmp_path, capsys):
     from imlbench.cli import main
-    from tests.helpers import make_folder_dataset
+    from tests.helpers import config_args, make_folder_dataset
 
     path = tmp_path / "mvssnet_defacto.pt"
     write_released(randomised(tiny()), path)
@@ -118,9 +118,7 @@ def test_a_released_file_runs_through_the_cli(tmp_path, capsys):
     argv = ["run", "--method", "mvss_net", "--checkpoint", str(path), "--dataset",
             str(tmp_path / "tiny"), "--results-dir", str(tmp_path / "res"), "--workers", "0",
             "--json", "--quiet"]
-    for key, value in MVSSNet.tiny_config().items():
-        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-        argv += ["--config", f"{key}={text}"]
+    argv += config_args(MVSSNet.tiny_config())
     capsys.readouterr()
     assert main(argv) == 0
     (cell,) = json.loads(capsys.readouterr().out)["results"]

@@ -84,16 +84,14 @@ def test_released_folder_loads_strictly_in_both_layouts(layout, tmp_path):
 
 def test_released_folder_runs_through_the_cli(tmp_path, capsys):
     from imlbench.cli import main
-    from tests.helpers import make_folder_dataset
+    from tests.helpers import config_args, make_folder_dataset
 
     write_released(randomised(tiny_model()), tmp_path / "ckpt", "official")
     make_folder_dataset(tmp_path / "tiny", n_tampered=2, n_authentic=1)
     argv = ["run", "--method", "pscc_net", "--checkpoint", str(tmp_path / "ckpt"),
             "--dataset", str(tmp_path / "tiny"), "--results-dir", str(tmp_path / "res"),
             "--workers", "0", "--json", "--quiet"]
-    for key, value in PSCCNet.tiny_config().items():
-        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-        argv += ["--config", f"{key}={text}"]
+    argv += config_args(PSCCNet.tiny_config())
     capsys.readouterr()
     assert main(argv) == 0
     (cell,) = json.loads(capsys.readouterr().out)["results"]

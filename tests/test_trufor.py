@@ -77,14 +77,14 @@ def test_released_container_needs_trust_and_then_loads_every_tensor(tmp_path):
 
 def test_released_file_runs_through_the_cli(tmp_path, capsys):
     from imlbench.cli import main
-    from tests.helpers import make_folder_dataset
+    from tests.helpers import config_args, make_folder_dataset
 
     path = tmp_path / "trufor.pth.tar"
     torch.save(released_container(tiny()), path)
     make_folder_dataset(tmp_path / "data", n_tampered=1, n_authentic=1, sizes=((40, 48),))
     args = ["run", "--method", "trufor", "--checkpoint", str(path), "--dataset", str(tmp_path / "data"),
             "--results-dir", str(tmp_path / "res"), "--workers", "0", "--quiet", "--device", "cpu"]
-    args += [a for k, v in TINY.items() for a in ("--config", f"{k}={list(v) if isinstance(v, tuple) else v}")]
+    args += config_args(TINY)
     assert main(args) == 2  # refused: the numpy scalar needs unpickling
     assert "--trust-checkpoint" in capsys.readouterr().err
     assert main(args + ["--trust-checkpoint"]) == 0
