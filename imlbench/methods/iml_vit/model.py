@@ -6,7 +6,7 @@ bilinearly (align_corners=False) from 1/4 to the canvas, cropped to the image; n
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,9 +92,7 @@ class IMLViTConfig:
 
     @property
     def vit_shape(self) -> ViTShape:
-        return ViTShape(self.canvas, self.patch_size, self.embed_dim, self.depth,
-                        self.num_heads, self.mlp_ratio, self.window_size, self.global_blocks,
-                        self.pos_grid, self.drop_path_rate)
+        return ViTShape(**{f.name: getattr(self, f.name) for f in fields(ViTShape)})
 
 
 def _bad(field: str, value: object, expected: str) -> None:

@@ -31,19 +31,19 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class ViTShape:
-    """Architecture of the encoder (the official one: 1024 canvas, ViT-B/16, windows of 14,
-    global blocks 2, 5, 8, 11, position grid of the 224-px MAE pre-training)."""
+    """Architecture of the encoder; the official values are the defaults of
+    :class:`~imlbench.methods.iml_vit.model.IMLViTConfig`, which builds it."""
 
-    canvas: int = 1024
-    patch_size: int = 16
-    embed_dim: int = 768
-    depth: int = 12
-    num_heads: int = 12
-    mlp_ratio: float = 4.0
-    window_size: int = 14
-    global_blocks: tuple[int, ...] = (2, 5, 8, 11)
-    pos_grid: int = 14
-    drop_path_rate: float = 0.1
+    canvas: int
+    patch_size: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float
+    window_size: int
+    global_blocks: tuple[int, ...]
+    pos_grid: int
+    drop_path_rate: float
 
     @property
     def grid(self) -> int:
