@@ -167,6 +167,7 @@ METHODS: Registry[Any] = Registry("method", ("imlbench.methods",))
 DATASETS: Registry[Any] = Registry("dataset", ("imlbench.datasets",))
 PERTURBATIONS: Registry[Any] = Registry("perturbation", ("imlbench.robustness",))
 METRICS: Registry[Any] = Registry("metric", ("imlbench.metrics",))
+AUGMENTATIONS: Registry[Any] = Registry("augmentation", ("imlbench.robustness.augmentations",))
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "methods": METHODS, "datasets": DATASETS, "perturbations": PERTURBATIONS, "metrics": METRICS,

@@ -128,7 +128,29 @@ def test_find_or_train_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch,
         loading.find_or_train_checkpoint("seg_ce", "mvss", config=TINY)
 
 
-@pytest.mark.parametrize("name", ["seg_ce", "ncl"])
+def test_a_run_of_a_built_in_recipe_that_has_changed_since_is_never_reused(tmp_path, monkeypatch):
+    """A cached run of ``quick`` trained before quick.yaml changed (say, before it gained an
+    augmentation) is stale: reusing it would score the old recipe under the new one's name."""
+    import dataclasses
+
+    from imlbench.benchmark.recipes import load_recipe
+
+    monkeypatch.setenv("IMLBENCH_HOME", str(tmp_path / "home"))
+    recipe = json.loads(json.dumps(dataclasses.asdict(load_recipe("quick", "seg_ce"))))
+    run = ck.method_dir("synthetic", "seg_ce") / "run"
+    run.mkdir(parents=True)
+    best = run / "best.safetensors"
+    info = {"finished": True, "method": "seg_ce", "method_config": {}, "seed": 0, "images_seen": 8}
+    ck.save_weights(best, {"w": torch.zeros(1)}, {})
+    for stored, found in [(recipe, best), ({**recipe, "steps": 7}, best),  # a --steps run
+                          ({**recipe, "augment": [{"transform": "vflip"}]}, None),
+                          ({**recipe, "optimizer": {"name": "sgd", "lr": 0.1}}, None)]:
+        (run / "best.json").write_text(json.dumps({**info, "recipe": stored}))
+        assert ck.find_checkpoint("seg_ce", "synthetic", recipe="quick") == found
+        assert ck.find_checkpoint("seg_ce", "synthetic") == found  # any recipe: still not stale ones
+
+
+@pytest.mark.parametrize("name", ["seg_ce", "ncl", "mpc"])
 def test_a_trained_checkpoint_loads_without_the_imagenet_file_it_started_from(tmp_path, name):
     # trained from a pretrained_path that has since gone: the checkpoint holds every weight
     from imlbench.registry import METHODS
@@ -136,8 +158,7 @@ def test_a_trained_checkpoint_loads_without_the_imagenet_file_it_started_from(tm
     cls = METHODS.get(name)
     model = METHODS.build(name, **cls.tiny_config())
     config = {**cls.tiny_config(), "pretrained_path": str(tmp_path / "gone.pth")}
-    if name == "ncl":
-        config["require_pretrained"] = True  # the paper recipe's guard must not fire either
+    config["require_pretrained"] = True  # the paper recipe's guard must not fire either
     path = tmp_path / "best.safetensors"
     ck.save_weights(path, model.state_dict(), {"method": name, "config": config})
     loaded = loading.load_method(name, path)

@@ -48,11 +48,17 @@ def data(tmp_path_factory):
 RESUMABLE = {"seg_ce": TINY, "ncl": {**NCL.tiny_config(), "pivot": "alternate", "switch_every": 1}}
 
 
-@pytest.mark.slow  # three trainings per method: ~3 s each
-@pytest.mark.parametrize("method", list(RESUMABLE))
-def test_resumed_run_reproduces_uninterrupted_loss_curve(tmp_path, data, method):
+# MPC's official augmentation (random scale, pad, flips, JPEG, blur/noise/tone) on native crops:
+# every draw is seeded by the sample's stream position, so the resumed run sees the same data.
+AUGMENTED = {"augment": "mpc_official", "shaping": "crop", "hflip": False}
+
+
+@pytest.mark.slow  # three trainings per case: ~3 s each
+@pytest.mark.parametrize("method,recipe_fields", [(m, {}) for m in RESUMABLE] + [("seg_ce", AUGMENTED)],
+                         ids=[*RESUMABLE, "seg_ce-augmented"])
+def test_resumed_run_reproduces_uninterrupted_loss_curve(tmp_path, data, method, recipe_fields):
     train_ds, val_ds = data
-    recipe = write_recipe(tmp_path / "r.yaml", tensorboard=True)
+    recipe = write_recipe(tmp_path / "r.yaml", tensorboard=True, **recipe_fields)
     kw = dict(dataset=train_ds, val_dataset=val_ds, recipe=recipe, method_config=RESUMABLE[method],
               seed=3, progress=False)
     full = train(method, out_dir=tmp_path / "full", **kw)

@@ -24,6 +24,7 @@ caller trusts it (``--trust-checkpoint``).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from imlbench.errors import ConfigError
 from imlbench.paths import checkpoints_dir
 from imlbench.weights import (CLASSIFIER_PREFIXES, TRUST_HINT, UntrustedCheckpointError,  # noqa: F401
                               file_sha256, load_pretrained, read_state_dict)
@@ -111,8 +113,9 @@ def find_checkpoint(method: str, protocol: str = "synthetic", recipe: str | None
 
     Runs must match ``config`` (the user's method config; ``None`` = defaults), and ``recipe``
     (a name or a recipe file, compared by name) and ``seed`` when given — a seed study must
-    never reuse another seed's weights. Among several, the run that saw
-    the most training images wins (newest on ties).
+    never reuse another seed's weights. A run of a built-in recipe whose content has changed
+    since (new augmentation, steps, learning rate) is stale and never reused. Among several,
+    the run that saw the most training images wins (newest on ties).
     """
     recipe_name = Path(str(recipe)).stem if recipe is not None else None
     wanted = json.loads(json.dumps(config or {}))  # as the sidecar stores it (tuples -> lists)
@@ -124,7 +127,28 @@ def find_checkpoint(method: str, protocol: str = "synthetic", recipe: str | None
                 or (recipe_name is not None and info.get("recipe", {}).get("name") != recipe_name)
                 or (seed is not None and info.get("seed") != seed)):
             continue
+        if _recipe_changed(info.get("recipe", {}), method):
+            continue
         weights = sidecar.with_suffix(".safetensors")
         if weights.is_file():
             candidates.append((info.get("images_seen", 0), weights.stat().st_mtime, weights))
     return max(candidates)[2] if candidates else None
+
+
+def _recipe_changed(stored: dict, method: str) -> bool:
+    """Whether ``stored`` (a run's resolved recipe) differs from what its built-in recipe of
+    the same name resolves to today (a ``--steps`` override is allowed). Recipes that are not
+    built in (a user's file, since moved or edited) cannot be checked and count as unchanged."""
+    from imlbench.benchmark.recipes import RECIPES_DIR, load_recipe
+
+    name = stored.get("name")
+    if not name or not (RECIPES_DIR / f"{name}.yaml").is_file():
+        return False
+    try:
+        current = load_recipe(name, method, steps=stored.get("steps"))
+    except ConfigError:  # a recipe that no longer loads for this method: its runs are stale
+        return True
+    fresh = json.loads(json.dumps(dataclasses.asdict(current)))
+    if fresh == stored:
+        return False
+    return json.loads(json.dumps(dataclasses.asdict(load_recipe(name, method)))) != stored

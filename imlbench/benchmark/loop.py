@@ -158,7 +158,8 @@ class TrainingLoop:
         data = TrainDataset([part.samples for part in self.source.parts], rcp.image_size,
                             stable_seed(self.seed, stage), rcp.hflip, self.source.sampling,
                             kernel=self.model.input_policy.kernel,
-                            file_inputs=self.model.file_inputs)
+                            file_inputs=self.model.file_inputs,
+                            augment=rcp.augmentation(), shaping=rcp.shaping)
         # A private generator: creating the loader must not draw from the global RNG, or a resumed
         # run would see different dropout masks than the uninterrupted one.
         positions = StreamPositions(step * per_step, self.ctx.rank, self.ctx.world_size,

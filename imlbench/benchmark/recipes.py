@@ -19,6 +19,7 @@ from imlbench.benchmark.device import resolve_device
 from imlbench.errors import ConfigError
 from imlbench.metrics.suite import PRIMARY_METRIC
 from imlbench.registry import METHODS
+from imlbench.robustness.augment import Augmentation, parse_augment
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "configs" / "recipes"
 
@@ -57,6 +58,15 @@ class Recipe:
     previews: int = 4
     num_workers: int = 0
     hflip: bool = True
+    """Flip each training item left-right with probability 1/2 (after shaping)."""
+    augment: str | list[dict[str, Any]] = field(default_factory=list)
+    """Train-time augmentation, applied in order to each training picture at its own resolution
+    before shaping: ``{transform, p, ranges, choices, of}`` steps, or the name of a preset in
+    ``configs/augment/`` (:mod:`imlbench.robustness.augment`); ``[]``: none."""
+    shaping: Literal["resize", "crop"] = "resize"
+    """``resize``: each training picture to ``image_size``² with the method's input kernel (as the
+    evaluation runner's ``resize`` policy); ``crop``: a random ``image_size``² window at native
+    resolution (black, untampered padding where the picture is smaller)."""
     tensorboard: bool = True
     method: dict[str, Any] = field(default_factory=dict)
     """Constructor kwargs of the method (the user's ``method_config`` overrides them)."""
@@ -65,6 +75,10 @@ class Recipe:
 
     def for_stage(self, stage: str) -> Recipe:
         return dataclasses.replace(self, **self.stages.get(stage, {}), stages={})
+
+    def augmentation(self) -> Augmentation:
+        """The compiled ``augment`` steps (``image_size`` substituted)."""
+        return Augmentation(parse_augment(self.augment, "augment", self.image_size))
 
 
 def recipe_names() -> list[str]:
@@ -107,6 +121,10 @@ def _typed_recipe(data: dict[str, Any], method: str, where: str) -> dict[str, An
                                                               f"{where}, stage {stage!r}",
                                                               kind="field")
                        for stage, overrides in typed.get("stages", {}).items()}
+    for stage, values in [("", typed), *typed["stages"].items()]:
+        if "augment" in values:  # checked here, so a wrong step fails on load, naming itself
+            parse_augment(values["augment"], f"{where}{f', stage {stage!r}' if stage else ''}, augment",
+                          values.get("image_size", typed.get("image_size")))
     if method in METHODS:  # a recipe read for an unregistered name: nothing to check against
         try:
             typed["method"] = typed_config.method_config(method, typed.get("method", {}))

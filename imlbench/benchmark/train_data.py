@@ -1,10 +1,12 @@
-"""Training data: an endless, stateless stream of resized, flipped samples.
+"""Training data: an endless, stateless stream of augmented, shaped, flipped samples.
 
 Item ``p`` of the stream is sample ``order(epoch)[k]`` of that epoch's samples, with
 ``epoch, k = divmod(p, n)``. An epoch's samples are drawn from the training sets by a
 :class:`~imlbench.datasets.protocols.Sampling` seeded by ``(seed, epoch)`` (``concat``: every
 sample once; ``balanced``: CAT-Net's fixed number per set), ``order(epoch)`` is a permutation
-seeded by ``(seed, epoch)`` and the flip by ``(seed, epoch, index)``. Nothing depends on worker
+seeded by ``(seed, epoch)``; the recipe's augmentation (:mod:`imlbench.robustness.augment`, on
+the decoded picture at its own resolution) by ``(seed, "augment", epoch, index)``, the crop by
+``(seed, "crop", epoch, index)`` and the flip by ``(seed, epoch, index)``. Nothing depends on worker
 count or on what came before, so a run resumed at optimizer step ``s`` simply starts reading at
 position ``s × batch × accumulation`` and sees exactly the data the uninterrupted run would have
 seen.
@@ -13,7 +15,12 @@ A method with file inputs (CAT-Net: ``file_inputs = ("jpeg_dct",)``) is trained 
 code trains it: the inputs come from the file (:mod:`imlbench.datasets.jpeg_dct`), the item is a
 random ``S``² crop on the 8×8 JPEG grid (seeded by ``(seed, "crop", epoch, index)``) instead of a
 resize, which would move the pixels off their blocks, and it is not flipped (a flipped picture
-is not the decoding of the flipped coefficients).
+is not the decoding of the flipped coefficients, and no augmentation can apply for that reason).
+
+Shaping (the recipe's ``shaping``): ``resize`` brings the augmented picture to ``S``² with the
+method's input kernel, exactly as the evaluation runner does; ``crop`` keeps the picture's own
+resolution (and so its JPEG grid and resampling traces) and takes a random ``S``² window,
+padding a smaller picture bottom/right with black and an untampered mask.
 """
 from __future__ import annotations
 
@@ -29,8 +36,11 @@ from imlbench.datasets.base import DatasetError, Sample, load_image, load_mask
 from imlbench.datasets.jpeg_dct import check_file_inputs, file_inputs, grid_crop, source_jpeg
 from imlbench.datasets.protocols import Sampling
 from imlbench.methods.base import InputPolicy
-from imlbench.methods.resample import shape_for_policy
+from imlbench.methods.resample import shape_for_policy, to_float
+from imlbench.robustness.augment import Augmentation
 from imlbench.seeding import rng_for
+
+SHAPINGS = ("resize", "crop")
 
 
 def load_shaped(sample: Sample, policy: InputPolicy) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,19 +58,29 @@ class TrainDataset(TorchDataset):
     (``"jpeg_dct.coef"`` int16 [S,S], ``"jpeg_dct.qtable"`` float [8,8]) when it declares any.
 
     ``parts``: the sample lists of the training sets (one set: ``[samples]``), drawn from per
-    epoch by ``sampling``. Images are resized exactly as the evaluation runner resizes them
-    (with the method's input ``kernel``; masks nearest), so training and test inputs match.
+    epoch by ``sampling``. ``augment``: the recipe's augmentation (none: ``Augmentation(())``).
+    ``shaping="resize"``: images are resized exactly as the evaluation runner resizes them (with
+    the method's input ``kernel``; masks nearest), so training and test inputs match;
+    ``"crop"``: random ``size``² windows at native resolution.
     """
 
     def __init__(self, parts: Sequence[Sequence[Sample]], size: int, seed: int,
                  hflip: bool = True, sampling: Sampling = Sampling(),
-                 kernel: str = "bilinear_aa", file_inputs: Sequence[str] = ()) -> None:
+                 kernel: str = "bilinear_aa", file_inputs: Sequence[str] = (),
+                 augment: Augmentation | None = None, shaping: str = "resize") -> None:
         self.parts = [list(part) for part in parts]
         if not any(self.parts):
             raise DatasetError("the training dataset has no samples")
+        if shaping not in SHAPINGS:
+            raise ValueError(f"shaping={shaping!r}; expected one of {', '.join(SHAPINGS)}")
         self.policy = InputPolicy("resize", size, kernel=kernel)
         check_file_inputs(file_inputs, "the trained method")
         self.file_inputs = tuple(file_inputs)
+        self.augment = augment or Augmentation(())
+        if self.augment and self.file_inputs:
+            raise ValueError(f"a method with file inputs {list(self.file_inputs)} trains on what "
+                             "the file holds; its recipe cannot augment (set augment: [])")
+        self.shaping = shaping
         self.seed = seed
         self.hflip = hflip
         self.sampling = sampling
@@ -90,12 +110,34 @@ class TrainDataset(TorchDataset):
         s = samples[index]
         if self.file_inputs:
             return self._file_item(s, epoch, index)
-        x, m = load_shaped(s, self.policy)
+        x, m = self._shaped(s, epoch, index)
         if self.hflip and rng_for(self.seed, "flip", epoch, index).random() < 0.5:
             x, m = x.flip(-1), m.flip(-1)
         return {"image": x.contiguous(), "mask": m.contiguous(),
                 "label": torch.tensor(s.label, dtype=torch.long)}
 
+    def _shaped(self, s: Sample, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image float [3,S,S] and mask float [1,S,S] of sample ``s``: augmented, then shaped."""
+        if not self.augment and self.shaping == "resize":
+            return load_shaped(s, self.policy)
+        image = load_image(s.image_path)
+        mask = load_mask(s, image.shape[:2]).astype(np.uint8)
+        if self.augment:
+            image, mask = self.augment.apply(image, mask, rng_for(self.seed, "augment", epoch, index))
+        if self.shaping == "resize":
+            shaped = shape_for_policy(image, self.policy, torch.from_numpy(mask)[None].float())
+            return shaped.image, shaped.mask
+        size = int(self.policy.size)
+        h, w = image.shape[:2]
+        rng = rng_for(self.seed, "crop", epoch, index)
+        top, left = int(rng.integers(max(0, h - size) + 1)), int(rng.integers(max(0, w - size) + 1))
+        x = torch.zeros(3, size, size)
+        m = torch.zeros(1, size, size)
+        window = image[top:top + size, left:left + size]
+        x[:, :window.shape[0], :window.shape[1]] = to_float(window)
+        m[0, :window.shape[0], :window.shape[1]] = torch.from_numpy(
+            mask[top:top + size, left:left + size].astype(np.float32))
+        return x, m
 
     def _file_item(self, s: Sample, epoch: int, index: int) -> dict[str, torch.Tensor]:
         """The item of a method with file inputs: computed from the file, then grid-cropped."""

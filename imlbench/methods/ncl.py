@@ -161,36 +161,27 @@ class NCL(SegCE):
 
     reference = ("Zhou et al., Pre-Training-Free Image Manipulation Localization through "
                  "Non-Mutually Exclusive Contrastive Learning, ICCV 2023 (arXiv 2309.14900)")
-    weight_init_options: dict[str, Any] = {"pretrained_path": None, "require_pretrained": False}
+    method_name = "ncl"
     labelled_defaults: dict[str, Any] = {"pivot": NCLConfig.pivot}
     """Options whose default changed after results were published: they are always written into
     the method's label, config identity and checkpoint lookup (``ncl[pivot=alternate]``), so a
     record or checkpoint made under the old default (``ncl`` before 2026-12-01 =
     ``pivot=both``) is never counted as, or reused for, the new one."""
 
-    def __init__(self, backbone: str = "resnet101", input_size: int = 512,
-                 require_pretrained: bool = False, **kwargs: Any) -> None:
+    def __init__(self, backbone: str = "resnet101", input_size: int = 512, **kwargs: Any) -> None:
         """Paper defaults: ResNet-101, 512². ``require_pretrained``: refuse to start the encoder
         from random weights (the ``paper`` recipe sets it: the authors' code base starts from
         ImageNet weights). ``kwargs``: :class:`NCLConfig` fields (e.g. ``NCL(contour="drop")``)
         and the other network arguments of :class:`SegCE` (``pretrained_path``,
-        ``decoder_channels``)."""
+        ``decoder_channels``, ``input_mode``, ``require_pretrained``)."""
         fields = [f.name for f in dataclasses.fields(NCLConfig)]
         network = [n for n in inspect.signature(SegCE.__init__).parameters if n != "self"]
-        network.append("require_pretrained")
         for key in kwargs:
             if key not in fields + network:
                 close = difflib.get_close_matches(key, fields + network, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise UnknownOptionError(f"ncl has no option {key!r}.{hint} Options: "
                                 f"{', '.join(network + fields)}.")
-        if require_pretrained and kwargs.get("pretrained_path") is None:
-            raise ConfigError(
-                f"ncl: this recipe starts {backbone} from ImageNet weights, as the DeepLabV3+ code "
-                "base of the authors' demo does, and none were given (nothing is downloaded). Pass "
-                f"a local {backbone} state dict (torchvision or timm) with --config "
-                "pretrained_path=FILE, or train from random weights on purpose with --config "
-                "require_pretrained=false")
         cfg = NCLConfig(**{k: v for k, v in kwargs.items() if k in fields})
         if input_size % FEATURE_STRIDE:
             raise ConfigError(f"input_size must be a multiple of {FEATURE_STRIDE} so that patches "

@@ -86,6 +86,9 @@ class MPCConfig:
     """Encoder initialisation before training: an ImageNet HRFormer checkpoint (``hrt_base.pth``,
     as the official stage 1 starts from) or an official MPC stage-1 file; mapped strictly (only
     the embedding projections MPC adds may be absent). ``None``: random initialisation."""
+    require_pretrained: bool = False
+    """Refuse to start without ``pretrained_path`` (the ``paper`` recipes set it: the official
+    stage 1 starts HRFormer-B from ImageNet ``hrt_base.pth``)."""
 
     def __post_init__(self) -> None:
         # YAML gives lists; keep the config hashable and comparable.
@@ -102,6 +105,13 @@ class MPCConfig:
         if not self.stage1 and self.freeze_encoder:
             raise ConfigError("mpc: stage1=False with freeze_encoder=True would train a head on a "
                              "random frozen encoder; leave freeze_encoder unset (joint training)")
+        if self.require_pretrained and self.pretrained_path is None:
+            raise ConfigError(
+                f"mpc: this recipe starts HRFormer-{self.backbone} from ImageNet weights, as the "
+                "official stage 1 does (hrt_base.pth, from the HRFormer releases), and none were "
+                "given (nothing is downloaded). Pass the local file with --config "
+                "pretrained_path=FILE, or train from random weights on purpose with --config "
+                "require_pretrained=false")
         if self.input_size % 32:
             raise ConfigError(f"mpc: input_size must be a multiple of 32 (four scales down to "
                              f"stride 32), got {self.input_size}")
@@ -134,6 +144,7 @@ class MPC(Method):
                  "Forgery Localization, IEEE TIFS 2025 (github.com/multimediaFor/MPC)")
     input_policy = InputPolicy("resize", 512)
     stages = ("1", "2")
+    weight_init_options = {"pretrained_path": None, "require_pretrained": False}
     labelled_defaults = {"kernel": MPCConfig.kernel}
     """Records and checkpoints made before 2026-12-01 used torch resampling (``bilinear_aa``):
     the label says which kernel an ``mpc`` result was made with (``mpc[kernel=cv2_linear]``)."""
