@@ -162,3 +162,10 @@ def test_mpc_official_preset_and_recipe_errors_name_the_field(tmp_path):
 
 def test_registries_do_not_share_names():
     assert not set(AUGMENTATIONS.list()) & set(PERTURBATIONS.list())
+
+
+def test_a_method_with_file_inputs_cannot_augment(tmp_path):
+    ds = make_folder_dataset(tmp_path / "d", n_tampered=1, n_authentic=0)
+    flips = Augmentation(parse_augment([{"transform": "hflip"}]))
+    with pytest.raises(ConfigError, match=r"file inputs \['jpeg_dct'\].*augment: \[\]"):
+        TrainDataset([ds.samples], 16, seed=0, file_inputs=("jpeg_dct",), augment=flips)

@@ -1,32 +1,59 @@
 #!/usr/bin/env bash
-# Regenerates docs/results/contrastive_study.md (+ .csv): do NCL's and MPC's contrastive terms
-# beat their equal-budget twins once training augments as MPC's official code does?
+# Regenerates docs/results/contrastive_study.md, contrastive_robustness.md and
+# mpc_stage1_sweep.md: do NCL's and MPC's contrastive terms beat their equal-budget twins once
+# training augments as MPC's official code does?
 #   ncl  vs ncl[contour=drop] vs seg_ce   (one network: DeepLabV3+ on ResNet-18, 64 channels)
 #   mpc  vs mpc_no_stage1     vs seg_ce   (mpc: tiny HRFormer, 30 contrastive + 120 head steps)
-# Each trained with the quick CPU recipe (150 steps x 8 images, the same data stream and the
-# augmentation of configs/augment/mpc_official.yaml; see configs/recipes/quick/<method>.yaml)
-# on synth-train, validated on synth-val only, for seeds 0, 1, 2; then evaluated on the three
-# synthetic test sets clean and under every cell of the default perturbation grid
-# (--perturb all: jpeg 90..30, resize 0.25..1.5, blur 3..15, noise 2..16).
-# Then the stage-1 length sweep of MPC: 30 (the quick recipe), 75 and 120 of its 150 steps, seed 0,
-# evaluated clean (recipes generated below from quick.yaml, so they follow it).
-# Two runs at a time, one thread each (2 cores).
+# Each is trained with the quick CPU recipe (150 steps x 8 images at 256^2, the augmentation of
+# configs/augment/mpc_official.yaml; configs/recipes/quick/<method>.yaml) on synth-train,
+# validated on synth-val only, for seeds 0, 1, 2. Then
+#   clean:  the three synthetic test sets, all 135 images each        -> contrastive_study.md
+#   robust: every third image of each test set (45: 30 tampered, 15 authentic; JSON lists written
+#           next to the synthetic data), clean and under every cell of the default perturbation
+#           grid (--perturb all: jpeg 90..30, resize 0.25..1.5, blur 3..15, noise 2..16)
+#                                                                     -> contrastive_robustness.md
+#   sweep:  MPC's stage-1 length, 30 (the quick recipe), 75 and 120 of its 150 steps, seed 0,
+#           clean                                                     -> mpc_stage1_sweep.md
+# (the subsets keep the grid within the CPU time of one session: 19 cells x 405 images x 15
+# models would take about 5 hours of one core). Two runs at a time, one thread each (2 cores).
+# Usage: contrastive_study.sh [clean|robust|sweep|tables|all] (with imlbench's venv on PATH)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-store=docs/results/contrastive-study
-sweep=docs/results/mpc-stage1-sweep
+clean_store=docs/results/contrastive-study
+robust_store=docs/results/contrastive-robustness
+sweep_store=docs/results/mpc-stage1-sweep
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
-run() { sh -c 'imlbench run "$@" --dataset all --workers 0 --quiet > /dev/null' _ "$@"; }
-export -f run
 phase="${1:-all}"
-if [ "$phase" = all ] || [ "$phase" = study ]; then
+models() {
   for seed in 0 1 2; do
     for method in "seg_ce" "ncl" "ncl --config contour=drop" "mpc" "mpc_no_stage1"; do
-      echo "--method $method --seed $seed --recipe quick --perturb all --results-dir $store"
+      echo "--method $method --seed $seed --recipe quick"
     done
-  done | xargs -P 2 -L 1 bash -c 'run "$@"' _
-  imlbench leaderboard --results-dir "$store" --out docs/results/contrastive_study.md \
-    --csv docs/results/contrastive_study.csv
+  done
+}
+parallel() { xargs -P 2 -L 1 sh -c "$1"' "$@" > /dev/null' _; }
+
+if [ "$phase" = all ] || [ "$phase" = clean ]; then  # trains each missing checkpoint first
+  models | parallel "imlbench run --dataset all --workers 0 --quiet --results-dir $clean_store"
+fi
+if [ "$phase" = all ] || [ "$phase" = robust ]; then
+  subsets=$(python3 - <<'PY'
+import json
+from imlbench.registry import DATASETS
+names = []
+for name in ("synth-copymove", "synth-removal", "synth-splice"):
+    ds = DATASETS.build(name)
+    root = ds.samples[0].image_path.parents[2]  # the synthetic data's own folder
+    entries = [[str(s.image_path.relative_to(root)),
+                str(s.mask_path.relative_to(root)) if s.mask_path else "Negative"]
+               for s in ds.samples[::3]]
+    path = root / f"{name}-every3rd.json"
+    path.write_text(json.dumps(entries))
+    names.append(str(path))
+print(",".join(names))
+PY
+)
+  models | parallel "imlbench run --dataset $subsets --perturb all --workers 0 --quiet --results-dir $robust_store"
 fi
 if [ "$phase" = all ] || [ "$phase" = sweep ]; then
   # one results store per stage-1 length: the recipe is not part of a method's label, so one
@@ -39,13 +66,23 @@ if [ "$phase" = all ] || [ "$phase" = sweep ]; then
         -e "s/\"2\": {steps: 120, val_every: 60}/\"2\": {steps: $((150 - s1)), val_every: $(((150 - s1) / 2))}/" \
       imlbench/configs/recipes/quick/mpc.yaml > "$recipes/quick-s1-$s1/mpc.yaml"
     grep -q "\"1\": {steps: $s1," "$recipes/quick-s1-$s1/mpc.yaml"  # the edit took
-    echo "--method mpc --seed 0 --recipe $recipes/quick-s1-$s1.yaml --results-dir $sweep/s1-$s1"
-  done | xargs -P 2 -L 1 bash -c 'run "$@"' _
-  run --method mpc --seed 0 --recipe quick --results-dir "$sweep/s1-30"
+    echo "--method mpc --seed 0 --recipe $recipes/quick-s1-$s1.yaml --results-dir $sweep_store/s1-$s1"
+  done | parallel "imlbench run --dataset all --workers 0 --quiet"
+  imlbench run --method mpc --seed 0 --recipe quick --dataset all --workers 0 --quiet \
+    --results-dir "$sweep_store/s1-30" > /dev/null
+fi
+if [ "$phase" = all ] || [ "$phase" = tables ]; then
+  imlbench leaderboard --results-dir "$clean_store" --out docs/results/contrastive_study.md \
+    --csv docs/results/contrastive_study.csv > /dev/null
+  imlbench leaderboard --results-dir "$robust_store" --out docs/results/contrastive_robustness.md \
+    --csv docs/results/contrastive_robustness.csv > /dev/null
   out=docs/results/mpc_stage1_sweep.md
-  echo "# MPC stage-1 length sweep (seed 0, quick recipe, 150 steps in all; docs/results/contrastive_study.sh sweep)" > "$out"
+  echo "# MPC stage-1 length sweep (seed 0, quick recipe, 150 steps in all; contrastive_study.sh sweep)" > "$out"
   for s1 in 30 75 120; do
-    imlbench leaderboard --results-dir "$sweep/s1-$s1" --out "$sweep/s1-$s1.md" > /dev/null
-    { echo; echo "## Stage 1: $s1 contrastive steps, stage 2: $((150 - s1)) head steps"; echo; cat "$sweep/s1-$s1.md"; } >> "$out"
+    if [ -d "$sweep_store/s1-$s1" ]; then
+      imlbench leaderboard --results-dir "$sweep_store/s1-$s1" --out "$sweep_store/s1-$s1.md" > /dev/null
+      { echo; echo "## Stage 1: $s1 contrastive steps, stage 2: $((150 - s1)) head steps"; echo
+        cat "$sweep_store/s1-$s1.md"; } >> "$out"
+    fi
   done
 fi

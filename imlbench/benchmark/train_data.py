@@ -35,6 +35,7 @@ from torch.utils.data import Sampler
 from imlbench.datasets.base import DatasetError, Sample, load_image, load_mask
 from imlbench.datasets.jpeg_dct import check_file_inputs, file_inputs, grid_crop, source_jpeg
 from imlbench.datasets.protocols import Sampling
+from imlbench.errors import ConfigError
 from imlbench.methods.base import InputPolicy
 from imlbench.methods.resample import shape_for_policy, to_float
 from imlbench.robustness.augment import Augmentation
@@ -78,8 +79,8 @@ class TrainDataset(TorchDataset):
         self.file_inputs = tuple(file_inputs)
         self.augment = augment or Augmentation(())
         if self.augment and self.file_inputs:
-            raise ValueError(f"a method with file inputs {list(self.file_inputs)} trains on what "
-                             "the file holds; its recipe cannot augment (set augment: [])")
+            raise ConfigError(f"a method with file inputs {list(self.file_inputs)} trains on what "
+                              "the file holds; its recipe cannot augment (set augment: [])")
         self.shaping = shaping
         self.seed = seed
         self.hflip = hflip
