@@ -106,6 +106,31 @@ def test_train_time_jpeg_is_the_jpeg_perturbation(quality):
     assert np.array_equal(out_mask, mask)
 
 
+def test_gates_and_one_of_weights_draw_as_declared():
+    image, mask = _marked_picture()
+    gated = Augmentation(parse_augment([{"transform": "hflip", "p": 0.25}]))
+    flipped = [not np.array_equal(gated.apply(image, mask, np.random.default_rng(i))[0], image)
+               for i in range(2000)]
+    assert abs(np.mean(flipped) - 0.25) < 0.03
+    never = Augmentation(parse_augment([{"transform": "hflip", "p": 0.0}]))
+    assert all(np.array_equal(never.apply(image, mask, np.random.default_rng(i))[0], image)
+               for i in range(200))
+    pick = Augmentation(parse_augment([{"transform": "one_of", "of": [
+        {"transform": "hflip", "p": 0.2}, {"transform": "vflip", "p": 0.6}]}]))
+    vertical = [np.array_equal(pick.apply(image, mask, np.random.default_rng(i))[0], image[::-1])
+                for i in range(2000)]
+    assert abs(np.mean(vertical) - 0.75) < 0.03  # weights ∝ the children's p, as OneOf
+
+
+def test_integer_parameters_refuse_fractions():
+    for bad in ([{"transform": "pad_to", "choices": {"size": [100.5]}}],
+                [{"transform": "rot90", "choices": {"k": [1.5]}}],
+                [{"transform": "rot90", "choices": {"k": [4]}}]):
+        with pytest.raises(ConfigError, match=r"augment\[0\]\.choices"):
+            parse_augment(bad)
+    parse_augment([{"transform": "short_side", "ranges": {"size": [1, 100_000_000]}}])  # checked fast
+
+
 def test_the_training_stream_applies_the_augmentation_then_crops(tmp_path):
     ds = make_folder_dataset(tmp_path / "d", n_tampered=3, n_authentic=0, sizes=((24, 32),))
     jpeg = Augmentation(parse_augment([{"transform": "jpeg", "ranges": {"severity": [60, 60]}}]))
@@ -117,8 +142,15 @@ def test_the_training_stream_applies_the_augmentation_then_crops(tmp_path):
     assert item["image"].shape == (3, 40, 40)
     assert torch.equal(item["image"][:, :24, :32], to_float(expect))  # native pixels, no resize
     assert item["image"][:, 24:].abs().sum() == 0 and item["mask"][:, :, 32:].sum() == 0
-    again = TrainDataset([ds.samples], 40, seed=0, hflip=False, augment=jpeg, shaping="crop")
-    assert torch.equal(again[0]["image"], item["image"])  # stateless: a resumed stream agrees
+    # random draws (scale, flips, noise) and crop offsets depend on the position alone
+    big = make_folder_dataset(tmp_path / "big", n_tampered=4, n_authentic=0, sizes=((70, 90),))
+    noisy = Augmentation(parse_augment("mpc_official", image_size=48))
+    a = TrainDataset([big.samples], 48, seed=5, hflip=False, augment=noisy, shaping="crop")
+    b = TrainDataset([big.samples], 48, seed=5, hflip=False, augment=noisy, shaping="crop")
+    items = [a[k]["image"] for k in range(8)]
+    assert all(torch.equal(b[k]["image"], items[k]) for k in reversed(range(8)))  # any order
+    other = TrainDataset([big.samples], 48, seed=6, hflip=False, augment=noisy, shaping="crop")
+    assert not all(torch.equal(other[k]["image"], items[k]) for k in range(8))
 
 
 def test_native_crops_are_windows_of_the_picture_and_its_mask(tmp_path):

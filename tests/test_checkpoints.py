@@ -142,12 +142,26 @@ def test_a_run_of_a_built_in_recipe_that_has_changed_since_is_never_reused(tmp_p
     best = run / "best.safetensors"
     info = {"finished": True, "method": "seg_ce", "method_config": {}, "seed": 0, "images_seen": 8}
     ck.save_weights(best, {"w": torch.zeros(1)}, {})
-    for stored, found in [(recipe, best), ({**recipe, "steps": 7}, best),  # a --steps run
-                          ({**recipe, "augment": [{"transform": "vflip"}]}, None),
-                          ({**recipe, "optimizer": {"name": "sgd", "lr": 0.1}}, None)]:
-        (run / "best.json").write_text(json.dumps({**info, "recipe": stored}))
+    assert isinstance(recipe["augment"], list)  # the preset's steps, not its name, are stored
+    older = {k: v for k, v in recipe.items() if k not in ("augment", "shaping")}
+    for stored, extra, found in [
+            (recipe, {}, best), ({**recipe, "steps": 7}, {}, best),  # a --steps run
+            ({**recipe, "augment": "mpc_official"}, {}, best),  # a sidecar naming the preset
+            ({**recipe, "augment": [{"transform": "vflip"}]}, {}, None),
+            ({**recipe, "optimizer": {"name": "sgd", "lr": 0.1}}, {}, None),
+            (older, {}, None),  # predates augment: trained without it, unlike today's quick
+            ({**recipe, "optimizer": {"name": "sgd"}}, {"recipe_file": "/x/quick.yaml"}, best)]:
+        (run / "best.json").write_text(json.dumps({**info, **extra, "recipe": stored}))
         assert ck.find_checkpoint("seg_ce", "synthetic", recipe="quick") == found
         assert ck.find_checkpoint("seg_ce", "synthetic") == found  # any recipe: still not stale ones
+    # a method whose quick recipe has no augmentation: a sidecar that predates the field is fresh
+    cat = json.loads(json.dumps(dataclasses.asdict(load_recipe("quick", "cat_net"))))
+    run = ck.method_dir("synthetic", "cat_net") / "run"
+    run.mkdir(parents=True)
+    ck.save_weights(run / "best.safetensors", {"w": torch.zeros(1)}, {})
+    (run / "best.json").write_text(json.dumps({**info, "method": "cat_net", "recipe": {
+        k: v for k, v in cat.items() if k not in ("augment", "shaping")}}))
+    assert ck.find_checkpoint("cat_net", "synthetic", recipe="quick") == run / "best.safetensors"
 
 
 @pytest.mark.parametrize("name", ["seg_ce", "ncl", "mpc"])

@@ -127,7 +127,7 @@ def find_checkpoint(method: str, protocol: str = "synthetic", recipe: str | None
                 or (recipe_name is not None and info.get("recipe", {}).get("name") != recipe_name)
                 or (seed is not None and info.get("seed") != seed)):
             continue
-        if _recipe_changed(info.get("recipe", {}), method):
+        if not info.get("recipe_file") and _recipe_changed(info.get("recipe", {}), method):
             continue
         weights = sidecar.with_suffix(".safetensors")
         if weights.is_file():
@@ -136,19 +136,25 @@ def find_checkpoint(method: str, protocol: str = "synthetic", recipe: str | None
 
 
 def _recipe_changed(stored: dict, method: str) -> bool:
-    """Whether ``stored`` (a run's resolved recipe) differs from what its built-in recipe of
-    the same name resolves to today (a ``--steps`` override is allowed). Recipes that are not
-    built in (a user's file, since moved or edited) cannot be checked and count as unchanged."""
-    from imlbench.benchmark.recipes import RECIPES_DIR, load_recipe
+    """Whether ``stored`` (a run's resolved recipe) differs from what the built-in recipe of the
+    same name resolves to today (a ``--steps`` override is allowed). Fields a run predates take
+    their defaults (a sidecar written before ``augment`` existed trained without augmentation).
+    Recipes that are not built in cannot be checked: the caller skips runs of recipe files."""
+    from imlbench.benchmark.recipes import RECIPES_DIR, Recipe, load_recipe
+    from imlbench.robustness.augment import load_preset
 
     name = stored.get("name")
     if not name or not (RECIPES_DIR / f"{name}.yaml").is_file():
         return False
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(Recipe)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    stored = json.loads(json.dumps({**defaults, **stored}))
     try:
-        current = load_recipe(name, method, steps=stored.get("steps"))
+        for values in (stored, *stored.get("stages", {}).values()):
+            if isinstance(values.get("augment"), str):  # written before presets were expanded
+                values["augment"] = load_preset(values["augment"])
+        candidates = [load_recipe(name, method, steps=stored.get("steps")), load_recipe(name, method)]
     except ConfigError:  # a recipe that no longer loads for this method: its runs are stale
         return True
-    fresh = json.loads(json.dumps(dataclasses.asdict(current)))
-    if fresh == stored:
-        return False
-    return json.loads(json.dumps(dataclasses.asdict(load_recipe(name, method)))) != stored
+    return all(json.loads(json.dumps(dataclasses.asdict(c))) != stored for c in candidates)

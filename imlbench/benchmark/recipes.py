@@ -19,7 +19,7 @@ from imlbench.benchmark.device import resolve_device
 from imlbench.errors import ConfigError
 from imlbench.metrics.suite import PRIMARY_METRIC
 from imlbench.registry import METHODS
-from imlbench.robustness.augment import Augmentation, parse_augment
+from imlbench.robustness.augment import Augmentation, load_preset, parse_augment
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "configs" / "recipes"
 
@@ -62,7 +62,8 @@ class Recipe:
     augment: str | list[dict[str, Any]] = field(default_factory=list)
     """Train-time augmentation, applied in order to each training picture at its own resolution
     before shaping: ``{transform, p, ranges, choices, of}`` steps, or the name of a preset in
-    ``configs/augment/`` (:mod:`imlbench.robustness.augment`); ``[]``: none."""
+    ``configs/augment/`` (:mod:`imlbench.robustness.augment`), which loading replaces by its
+    steps; ``[]``: none."""
     shaping: Literal["resize", "crop"] = "resize"
     """``resize``: each training picture to ``image_size``² with the method's input kernel (as the
     evaluation runner's ``resize`` policy); ``crop``: a random ``image_size``² window at native
@@ -123,8 +124,12 @@ def _typed_recipe(data: dict[str, Any], method: str, where: str) -> dict[str, An
                        for stage, overrides in typed.get("stages", {}).items()}
     for stage, values in [("", typed), *typed["stages"].items()]:
         if "augment" in values:  # checked here, so a wrong step fails on load, naming itself
-            parse_augment(values["augment"], f"{where}{f', stage {stage!r}' if stage else ''}, augment",
-                          values.get("image_size", typed.get("image_size")))
+            at = f"{where}{f', stage {stage!r}' if stage else ''}, augment"
+            parse_augment(values["augment"], at, values.get("image_size", typed.get("image_size")))
+            if isinstance(values["augment"], str):
+                # the steps themselves, not the preset's name, are the recipe: a run's sidecar
+                # then records what it trained with, and an edited preset makes it stale
+                values["augment"] = load_preset(values["augment"], at)
     if method in METHODS:  # a recipe read for an unregistered name: nothing to check against
         try:
             typed["method"] = typed_config.method_config(method, typed.get("method", {}))

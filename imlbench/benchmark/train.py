@@ -89,6 +89,8 @@ def train(method: str, *, dataset: str | Dataset | Protocol = "synth-train",
     info = {"method": method, "config": config, "method_config": method_config or {},
             "recipe": dataclasses.asdict(rcp), "seed": seed, "dataset": dataset_identity(train_ds),
             "val_dataset": dataset_identity(val_ds) if val_ds else None, "stages": list(stages)}
+    if str(recipe).endswith((".yaml", ".yml")):  # a file: the cache cannot check it for staleness
+        info["recipe_file"] = str(Path(recipe).resolve())
     if source.sampling.mode != "concat":  # absent for concat, so older runs keep their hashes
         info["sampling"] = dataclasses.asdict(source.sampling)
     paths = RunPaths(Path(out_dir) if out_dir is not None else

@@ -91,6 +91,15 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
+def load_preset(name: str, where: str = "augment") -> list[Any]:
+    """The step list of preset ``name`` (``configs/augment/<name>.yaml``), as written."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{where}: unknown augmentation preset {name!r}; expected one of "
+                          f"{', '.join(preset_names())} or a list of steps")
+    return yaml.safe_load(path.read_text())
+
+
 def parse_augment(data: Any, where: str = "augment", image_size: int | None = None
                   ) -> tuple[AugmentStep, ...]:
     """A recipe's ``augment`` value as checked steps: a list of step mappings, or the name of a
@@ -100,11 +109,7 @@ def parse_augment(data: Any, where: str = "augment", image_size: int | None = No
     if data is None:
         return ()
     if isinstance(data, str):
-        path = PRESETS_DIR / f"{data}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"{where}: unknown augmentation preset {data!r}; expected one of "
-                              f"{', '.join(preset_names())} or a list of steps")
-        return parse_augment(yaml.safe_load(path.read_text()), f"{where} (preset {data})", image_size)
+        return parse_augment(load_preset(data, where), f"{where} (preset {data})", image_size)
     if not isinstance(data, (list, tuple)):
         raise ConfigError(f"{where} must be a list of steps or a preset name, got "
                           f"{type(data).__name__}")
@@ -169,7 +174,7 @@ def _parse_step(item: Any, where: str) -> AugmentStep:
                                   f"its parameters: {', '.join(kinds) or 'none'}")
     typed_ranges = {k: _check_range(cls, perturbation, kinds[k], k, v, f"{where}.ranges.{k}")
                     for k, v in ranges.items()}
-    typed_choices = {k: _check_choices(cls, perturbation, k, v, f"{where}.choices.{k}")
+    typed_choices = {k: _check_choices(cls, perturbation, kinds[k], k, v, f"{where}.choices.{k}")
                      for k, v in choices.items()}
     both = set(typed_ranges) & set(typed_choices)
     missing = [k for k in kinds if k not in typed_ranges and k not in typed_choices
@@ -189,8 +194,13 @@ def _check_range(cls: type, perturbation: bool, integer: bool, param: str, value
     low, high = float(value[0]), float(value[1])
     if integer and (low != math.floor(low) or high != math.floor(high)):
         raise ConfigError(f"{where}: {param} is an integer; give integer ends, got {value!r}")
-    # every value a draw can give must be allowed: each integer, or both ends of an interval
-    points = range(int(low), int(high) + 1) if integer else (low, high)
+    # every value a draw can give must be allowed: each integer (the ends and their neighbours
+    # for a wide range, which catches parity rules), or both ends of an interval
+    points: Any = (low, high)
+    if integer:
+        points = range(int(low), int(high) + 1)
+        if len(points) > 1000:
+            points = sorted({int(low), int(low) + 1, int(high) - 1, int(high)})
     for v in points:
         why = _why_bad(cls, perturbation, param, v)
         if why:
@@ -199,11 +209,13 @@ def _check_range(cls: type, perturbation: bool, integer: bool, param: str, value
     return low, high
 
 
-def _check_choices(cls: type, perturbation: bool, param: str, value: Any,
+def _check_choices(cls: type, perturbation: bool, integer: bool, param: str, value: Any,
                    where: str) -> tuple[float, ...]:
     if (not isinstance(value, (list, tuple)) or not value
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise ConfigError(f"{where} must be a non-empty list of numbers, got {value!r}")
+    if integer and any(float(v) != math.floor(float(v)) for v in value):
+        raise ConfigError(f"{where}: {param} is an integer, got {list(value)}")
     for v in value:
         why = _why_bad(cls, perturbation, param, v)
         if why:

@@ -80,6 +80,10 @@ class Rot90(AugmentTransform):
     defaults = {"k": (0, 1, 2, 3)}
     geometric = True
 
+    @classmethod
+    def check(cls, name, value):
+        return None if value in (0, 1, 2, 3) else "a number of quarter turns, 0, 1, 2 or 3"
+
     def apply(self, image, mask, params, rng):
         k = int(params["k"])
         return np.rot90(image, k), np.rot90(mask, k)
