@@ -18,6 +18,7 @@ from imlbench.cli_eval import (add_data_root, add_eval_arguments, cmd_export_mas
                                cmd_score, cmd_sweep, count, key_value, to_json)
 from imlbench.errors import ImlbenchError, UsageError
 from imlbench.metrics.suite import PRIMARY_METRIC
+from imlbench.registry import REGISTRIES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub downloads, ever: weights come from local files
 
@@ -67,8 +68,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from imlbench.registry import REGISTRIES
-
     kinds = [args.kind] if args.kind else list(REGISTRIES)
     for kind in kinds:
         reg = REGISTRIES[kind]
@@ -241,9 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of the PNGs (default results/plots)")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("list", help="registered plug-ins: list [methods|datasets|perturbations|metrics] [PATTERN]")
-    p.add_argument("kind", nargs="?", choices=["methods", "datasets", "perturbations", "metrics"],
-                   help="which registry (default: all four)")
+    p = sub.add_parser("list", help=f"registered plug-ins: list [{'|'.join(REGISTRIES)}] [PATTERN]")
+    p.add_argument("kind", nargs="?", choices=list(REGISTRIES),
+                   help="which registry (default: all)")
     p.add_argument("pattern", nargs="?", default="*", help="shell wildcard, e.g. 'n*'")
     p.add_argument("-v", "--verbose", action="store_true", help="with descriptions")
     p.add_argument("--all", action="store_true", help="include test-only sanity plug-ins")

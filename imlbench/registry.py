@@ -171,4 +171,5 @@ AUGMENTATIONS: Registry[Any] = Registry("augmentation", ("imlbench.robustness.au
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "methods": METHODS, "datasets": DATASETS, "perturbations": PERTURBATIONS, "metrics": METRICS,
+    "augmentations": AUGMENTATIONS,
 }

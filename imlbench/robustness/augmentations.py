@@ -110,6 +110,10 @@ class Scale(AugmentTransform):
                 cv2.resize(np.ascontiguousarray(mask), (nw, nh), interpolation=cv2.INTER_NEAREST))
 
 
+def _side(name: str, value: float) -> str | None:
+    return None if value >= 1 else "a side in pixels, an integer >= 1"
+
+
 @AUGMENTATIONS.register()
 class PadTo(AugmentTransform):
     """Pad to at least ``size`` × ``size``, centred, reflecting (cv2 ``BORDER_REFLECT_101``, image
@@ -118,9 +122,7 @@ class PadTo(AugmentTransform):
     params = {"size": True}
     geometric = True
 
-    @classmethod
-    def check(cls, name, value):
-        return None if value >= 1 else "a side in pixels, an integer >= 1"
+    check = classmethod(lambda cls, name, value: _side(name, value))
 
     def apply(self, image, mask, params, rng):
         size = int(params["size"])
@@ -241,9 +243,7 @@ class ShortSide(AugmentTransform):
     params = {"size": True}
     geometric = True
 
-    @classmethod
-    def check(cls, name, value):
-        return None if value >= 1 else "a side in pixels, an integer >= 1"
+    check = classmethod(lambda cls, name, value: _side(name, value))
 
     def apply(self, image, mask, params, rng):
         from PIL import Image
