@@ -2,11 +2,11 @@
 
 Photometric steps *are* the robustness layer's perturbations (``jpeg``, ``gaussian_blur``,
 ``gaussian_noise``, ``gaussian_noise_var``, ``resize``...): the same code, so train-time
-``jpeg`` at quality q is bit for bit the ``jpeg:q`` sweep cell. The transforms registered here in
+``jpeg`` at quality q is bit for bit the ``jpeg:q`` sweep cell. The transforms registered in
 :data:`~imlbench.registry.AUGMENTATIONS` (:mod:`imlbench.robustness.augmentations`) add what a
-sweep never does: geometric steps that move image and mask
-together (flips, rotate-90, transpose, random scale, pad) and a few tone and blur steps of the
-MPC training pipeline (albumentations 1.3 semantics, named per class).
+sweep never does: geometric steps that move image and mask together (flips, rotate-90,
+transpose, random scale, pad, short side) and a few tone and blur steps of the official training
+pipelines (albumentations 1.3 semantics, named per class).
 
 A recipe writes (YAML)::
 
@@ -21,18 +21,17 @@ included), ``choices`` from a list. A perturbation's parameter is its ``severity
 ``one_of`` applies one child picked with weights ∝ the children's ``p`` (as albumentations'
 ``OneOf``), ``sequence`` applies each child with its own ``p``; a group itself runs with ``p``.
 
-Randomness comes only from the ``rng`` given to :meth:`Augmentation.apply` (the training stream
-seeds it by ``(seed, epoch, index)``), and every gate draws whatever its ``p``, so one sample's
-draws never depend on another's. Masks are ``uint8 [H, W]`` in {0, 1}; they follow every
+Randomness comes only from the ``rng`` given to :meth:`Augmentation.apply`; the training stream
+seeds it per sample by ``(seed, epoch, index)``, so one sample's draws never depend on another's
+and a resumed run draws the same. Masks are ``uint8 [H, W]`` in {0, 1}; they follow every
 geometric step with nearest-neighbour resampling and never change under a photometric one.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
-
 from pathlib import Path
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
