@@ -154,7 +154,14 @@ def _recipe_changed(stored: dict, method: str) -> bool:
         for values in (stored, *stored.get("stages", {}).values()):
             if isinstance(values.get("augment"), str):  # written before presets were expanded
                 values["augment"] = load_preset(values["augment"])
-        candidates = [load_recipe(name, method, steps=stored.get("steps")), load_recipe(name, method)]
+        if _as_stored(load_recipe(name, method)) == stored:
+            return False
+        # a --steps run: the recipe with the run's step count (read only when the plain one differs)
+        return _as_stored(load_recipe(name, method, steps=stored.get("steps"))) != stored
     except ConfigError:  # a recipe that no longer loads for this method: its runs are stale
         return True
-    return all(json.loads(json.dumps(dataclasses.asdict(c))) != stored for c in candidates)
+
+
+def _as_stored(recipe: Any) -> dict:
+    """``recipe`` as a sidecar holds it (JSON: tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(recipe)))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -226,9 +226,9 @@ def _check_choices(cls: type, perturbation: bool, integer: bool, param: str, val
 class Augmentation:
     """The compiled pipeline of a recipe's ``augment`` steps."""
 
-    def __init__(self, steps: tuple[AugmentStep, ...] | list[Any]) -> None:
-        self.steps = tuple(steps) if all(isinstance(s, AugmentStep) for s in steps) \
-            else parse_augment(list(steps))
+    def __init__(self, steps: Sequence[AugmentStep]) -> None:
+        """``steps``: checked steps, from :func:`parse_augment`."""
+        self.steps = tuple(steps)
 
     def __bool__(self) -> bool:
         return bool(self.steps)
